@@ -1,0 +1,142 @@
+"""The `cycledeblur` command line: train, synth, deblur, evaluate.
+
+Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import UserError
+
+err_console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cycledeblur", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an unpaired deblurring CycleGAN")
+    add_train_arguments(train)
+    train.set_defaults(run=run_train)
+
+    synth = commands.add_parser("synth", help="make blurred images from sharp ones")
+    synth.add_argument("--sharp", required=True, type=Path, help="folder of sharp images")
+    synth.add_argument("--out", required=True, type=Path, help="output folder (gets blur/ and sharp/)")
+    synth.add_argument("--kind", default="mixed", choices=["motion", "gaussian", "defocus", "mixed"])
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--paired", action="store_true", help="blur every image, keep names (evaluation sets)")
+    synth.add_argument("--noise", type=float, default=0.0, help="Gaussian noise sigma, in units of the [0, 1] range")
+    synth.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG round trip at this quality")
+    synth.add_argument("--save-kernels", action="store_true", help="also write each blur kernel as a PNG")
+    synth.set_defaults(run=run_synth)
+
+    deblur = commands.add_parser("deblur", help="deblur image files or folders with a trained generator")
+    deblur.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    deblur.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    deblur.add_argument("--out", required=True, type=Path, help="output folder")
+    add_device_arguments(deblur)
+    deblur.set_defaults(run=run_deblur)
+
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a model on paired blurred/sharp images")
+    evaluate.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
+    evaluate.add_argument("--sharp", required=True, type=Path, help="folder of sharp images with the same names")
+    evaluate.add_argument("--json", type=Path, help="write the scores to this JSON file")
+    add_device_arguments(evaluate)
+    evaluate.set_defaults(run=run_evaluate)
+    return parser
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (defaults: configs/default.yaml settings)")
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        help="continue from the newest checkpoint of output_dir, or from PATH (a checkpoint or run folder)",
+    )  # fmt: skip
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .training import train
+
+    overrides = list(args.overrides)
+    # `--resume key=value` is `--resume` followed by an override, not a checkpoint path.
+    if isinstance(args.resume, str) and "=" in args.resume:
+        overrides.insert(0, args.resume)
+        args.resume = True
+    config = load_config(args.config, overrides)
+    generator_dir = train(config, resume=args.resume)
+    Console().print(f"generator saved to [bold]{generator_dir}[/]")
+
+
+def run_synth(args: argparse.Namespace) -> None:
+    from .synth import synthesize_folder
+
+    summary = synthesize_folder(
+        args.sharp, args.out, kind=args.kind, seed=args.seed, paired=args.paired,
+        noise_sigma=args.noise, jpeg_quality=args.jpeg, save_kernels=args.save_kernels,
+    )  # fmt: skip
+    Console().print(summary)
+
+
+def run_deblur(args: argparse.Namespace) -> None:
+    from .data import image_to_array, list_images, open_image, save_image_tensor
+    from .data.images import adapt_channels
+    from .inference import Deblurrer, resolve_generator
+
+    import torch
+
+    deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
+    jobs = []
+    for item in args.inputs:
+        if item.is_dir():
+            jobs += [(path, args.out / path.relative_to(item)) for path in list_images(item)]
+        elif item.is_file():
+            jobs.append((item, args.out / item.name))
+        else:
+            raise UserError(f"input not found: {item}")
+    for source, target in jobs:
+        array, image_format = image_to_array(open_image(source))
+        image = adapt_channels(torch.from_numpy(array).permute(2, 0, 1), deblurrer.generator.in_channels, str(source))
+        save_image_tensor(deblurrer(image), target, image_format)
+    Console().print(f"deblurred {len(jobs)} images into [bold]{args.out}[/]")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate_pairs, print_report, write_json
+    from .inference import Deblurrer, resolve_generator
+
+    deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
+    report = evaluate_pairs(deblurrer, args.blur, args.sharp, deblurrer.generator.in_channels)
+    print_report(report)
+    if args.json:
+        write_json(report, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Typed training configuration: dataclasses loaded from YAML, with dotted `key=value` overrides.
+
+Every key is checked against the dataclasses (and, for `model.generator` / `model.discriminator`, against the
+registered network's constructor), so a typo or a wrong type fails at once with one message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    blur: str = ""
+    """Blurred photos: a local folder or a Hugging Face Hub dataset id."""
+    sharp: str = ""
+    """Sharp photos (unrelated to the blurred ones): a local folder or a Hub dataset id."""
+    split: str = "train"
+    image_column: str = "image"
+    channels: int = 3
+    """Channels the model sees; images are converted to it (gray -> RGB, RGBA -> RGB, RGB -> gray...)."""
+    crop_size: int = 256
+    small_images: Literal["upscale", "pad", "error"] = "upscale"
+    """What to do with an image smaller than the crop: upscale it, reflect-pad it, or stop with an error."""
+    hflip: bool = True
+    color_jitter: float = 0.0
+    """Brightness and contrast jitter strength (0 disables it); applied to both sides independently."""
+    num_workers: int = 2
+
+
+@dataclass
+class NetworkConfig:
+    """A registered network family and its constructor arguments (channel counts come from `data.channels`)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_generator() -> NetworkConfig:
+    return NetworkConfig("resnet", {"base_channels": 64, "n_blocks": 9})
+
+
+def _default_discriminator() -> NetworkConfig:
+    return NetworkConfig("patchgan", {"base_channels": 64, "n_layers": 3})
+
+
+@dataclass
+class ModelConfig:
+    generator: NetworkConfig = field(default_factory=_default_generator)
+    discriminator: NetworkConfig = field(default_factory=_default_discriminator)
+
+
+@dataclass
+class LossConfig:
+    gan_mode: Literal["lsgan", "vanilla", "hinge"] = "lsgan"
+    cycle: float = 10.0
+    identity: float = 0.5
+    """Identity-loss weight as a fraction of `cycle`, as in the CycleGAN paper."""
+    tv: float = 0.0
+    color: float = 0.0
+    color_blur_sigma: float = 3.0
+    """Scale (pixels) of the low-pass filter under which the color loss compares output and input."""
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100_000
+    batch_size: int = 1
+    grad_accum_steps: int = 1
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay_start: float = 0.5
+    """Fraction of `max_steps` after which the learning rates decay linearly to zero."""
+    pool_size: int = 50
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    sample_every: int = 500
+    sample_size: int = 256
+    log_every: int = 50
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/cycledeblur"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# Set from `data.channels` by the training code, so a user never has to keep them in sync by hand.
+DERIVED_NETWORK_ARGS = ("in_channels", "out_channels")
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML file (or start from the defaults when `path` is None), apply `a.b.c=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
+    for override in overrides:
+        _apply_override(raw, override)
+    return _build(Config, raw, prefix="")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A plain dict that `load_config` reads back to an equal Config (used for the run folder's config.yaml)."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, NetworkConfig):
+            return {"name": value.name, **value.options}
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    return convert(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like key=value, e.g. train.max_steps=100")
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
+        node = child
+    try:
+        node[leaf] = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        node[leaf] = text
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
+            + ", ".join(fields)
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _convert(hints[name], value, prefix + name)
+    return cls(**values)
+
+
+def _convert(expected: Any, value: Any, key: str) -> Any:
+    """Check `value` against the annotation `expected`, converting only where the meaning is unambiguous."""
+    if expected is NetworkConfig:
+        return _build_network(value, key)
+    if dataclasses.is_dataclass(expected):
+        return _build(expected, value, key + ".")
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        return value
+    if origin is tuple:
+        item_types = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
+            raise ConfigError(f"{key} must be a list of {len(item_types)} values, got {value!r}")
+        return tuple(_convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _convert(option, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} has the wrong type: expected {_type_name(expected)}, got {value!r}")
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; it plainly means a float.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # a Hub split such as 2024 or a folder named 123
+    elif expected is Any or expected is inspect.Parameter.empty:
+        return value
+    else:
+        raise TypeError(f"config field {key} has an unsupported annotation {expected!r}")
+    raise ConfigError(f"{key} has the wrong type: expected {_type_name(expected)}, got {value!r}")
+
+
+def _build_network(raw: Any, key: str) -> NetworkConfig:
+    from .models import DISCRIMINATORS, GENERATORS
+
+    registry = GENERATORS if key.endswith("generator") else DISCRIMINATORS
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"{key} must be a mapping with a 'name' (one of {', '.join(registry.names())})")
+    options = dict(raw)
+    name = options.pop("name")
+    parameters = registry.parameters(name)  # raises ConfigError naming the valid families
+    allowed = [p for p in parameters if p not in DERIVED_NETWORK_ARGS]
+    converted = {}
+    for option, value in options.items():
+        if option in DERIVED_NETWORK_ARGS:
+            raise ConfigError(f"{key}.{option} is set from data.channels; remove it from the config")
+        if option not in allowed:
+            raise ConfigError(
+                f"unknown config key '{key}.{option}' for {key} {name!r}; valid keys: name, {', '.join(allowed)}"
+            )
+        converted[option] = _convert(parameters[option].annotation, value, f"{key}.{option}")
+    return NetworkConfig(name, converted)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -1,0 +1,19 @@
+"""Data: image collections as HF datasets, decoded to tensors, cut into replayable random crops."""
+
+from .crops import CropDataset, EpochSampler, build_augmentation
+from .images import ImageFormat, adapt_channels, image_to_array, list_images, load_image_tensor, open_image, save_image_tensor
+from .sources import load_image_source
+
+__all__ = [
+    "CropDataset",
+    "EpochSampler",
+    "ImageFormat",
+    "adapt_channels",
+    "build_augmentation",
+    "image_to_array",
+    "list_images",
+    "load_image_source",
+    "load_image_tensor",
+    "open_image",
+    "save_image_tensor",
+]

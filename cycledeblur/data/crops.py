@@ -1,0 +1,92 @@
+"""Random training crops whose order and augmentation are a pure function of (seed, epoch, index).
+
+That makes a resumed run see exactly the crops an uninterrupted run would, whatever the number of
+DataLoader workers, which is what exact resume and identical multi-process runs rest on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import datasets
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from ..config import DataConfig
+from ..errors import UserError
+from .images import load_image_tensor
+
+
+def _mix(*numbers: int) -> int:
+    """Combine integers into one 63-bit seed (order matters)."""
+    seed = 0
+    for number in numbers:
+        seed = (seed * 6364136223846793005 + number + 1442695040888963407) % (1 << 63)
+    return seed
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields `(epoch, index)`: a permutation drawn from (seed, epoch) alone, so any epoch can be replayed."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Accelerate's DataLoaderShard calls this before every pass
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        for index in torch.randperm(self.size, generator=generator).tolist():
+            yield self.epoch, index
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def build_augmentation(config: DataConfig) -> v2.Compose:
+    steps: list[torch.nn.Module] = [v2.RandomCrop(config.crop_size, pad_if_needed=True, padding_mode="reflect")]
+    if config.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if config.color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=config.color_jitter, contrast=config.color_jitter))
+    return v2.Compose(steps)
+
+
+class CropDataset(Dataset):
+    """Random crops in [-1, 1] from one image collection, indexed by the `(epoch, index)` of `EpochSampler`."""
+
+    def __init__(self, images: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
+        self.images, self.config, self.seed, self.image_column = images, config, seed, image_column
+        self.augment = build_augmentation(config)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The whole image `index` as a float CxHxW tensor in [0, 1], upscaled if smaller than the crop."""
+        record = self.images[index][self.image_column]
+        name = record.get("path") or f"{self.image_column}[{index}]"
+        image = load_image_tensor(record.get("bytes") or record["path"], self.config.channels, name)
+        crop = self.config.crop_size
+        height, width = image.shape[-2:]
+        if min(height, width) < crop:
+            if self.config.small_images == "error":
+                raise UserError(
+                    f"{name} is {width}x{height}, smaller than data.crop_size={crop} "
+                    "(set data.small_images=upscale or pad to use it)"
+                )
+            if self.config.small_images == "upscale":
+                image = F.resize(image, crop, antialias=True).clamp(0, 1)
+            elif min(height, width) <= crop // 2:  # reflection cannot pad more than the image's own size
+                image = F.pad(image, [crop // 2] * 4, padding_mode="edge")
+        return image
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        epoch, index = key
+        image = self.load(index)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_mix(self.seed, epoch, index))
+            image = self.augment(image)
+        return image * 2 - 1

@@ -1,0 +1,31 @@
+"""Network families, looked up by name from configs and from the config.json of saved models."""
+
+from typing import Any
+
+from .hub import HubModel, load_generator
+from .patchgan import PatchDiscriminator
+from .registry import DISCRIMINATORS, GENERATORS, Registry
+from .resnet import ResnetGenerator
+
+
+def build_generator(name: str, **kwargs: Any) -> HubModel:
+    """A freshly initialised generator of the registered family `name`."""
+    return GENERATORS.get(name)(**kwargs)
+
+
+def build_discriminator(name: str, **kwargs: Any) -> HubModel:
+    """A freshly initialised discriminator of the registered family `name`."""
+    return DISCRIMINATORS.get(name)(**kwargs)
+
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "HubModel",
+    "PatchDiscriminator",
+    "Registry",
+    "ResnetGenerator",
+    "build_discriminator",
+    "build_generator",
+    "load_generator",
+]

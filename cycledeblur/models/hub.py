@@ -1,0 +1,180 @@
+"""HubModel, the base of every network: config.json + model.safetensors in a folder or a Hub repo.
+
+Also the layer choices the families share (norms, CycleGAN's init), so that every network reads them the same way.
+"""
+
+import inspect
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_model
+from torch import nn
+
+from ..errors import ConfigError, UserError
+from .registry import GENERATORS
+
+CONFIG_NAME = constants.CONFIG_NAME
+WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
+DOWNLOAD_ARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+JSON_SCALARS = (bool, int, float, str)
+NORMS = ("instance", "batch", "none")
+
+# `model_description` is the slot the training code fills through save_pretrained(..., model_card_kwargs=...).
+Model = TypeVar("Model", bound="HubModel")
+
+MODEL_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+{{ model_description | default("An image deblurring network trained with [cycledeblur](" ~ repo_url ~ ").", true) }}
+"""
+
+
+def check_choice(argument: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{argument} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """CycleGAN's norms: InstanceNorm without affine parameters, BatchNorm, or none."""
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.Identity()
+
+
+class HubModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="cycledeblur",
+    tags=["image-deblurring", "cyclegan"],
+    repo_url="https://github.com/cycledeblur/cycledeblur",
+    model_card_template=MODEL_CARD_TEMPLATE,
+):
+    """A network whose constructor arguments round-trip through config.json; subclasses are registered families."""
+
+    architecture: ClassVar[str]  # set by Registry.register
+
+    def init_weights(self) -> None:
+        """CycleGAN's init: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+            elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+                nn.init.normal_(module.weight, 1.0, 0.02)
+            else:
+                continue
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def __new__(cls: type[Model], *args: Any, **kwargs: Any) -> Model:
+        # The mixin records the constructor arguments for config.json, but it replaces any that is not a JSON value
+        # (a numpy int, say) by its default without a word, so the saved model would reload as another network.
+        passed = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments  # None binds `self`
+        invalid = [name for name, value in passed.items() if name != "self" and not isinstance(value, JSON_SCALARS)]
+        if invalid:
+            raise TypeError(f"{cls.__name__} arguments must be int, float, str or bool: {', '.join(invalid)}")
+        return super().__new__(cls, *args, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        # Written here, where the mixin leaves it alone, so that config.json always names the family.
+        config = {**self._hub_mixin_config, "architecture": self.architecture}
+        (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls: type[Model], pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Model:
+        """Rebuild from a folder or Hub repo id written by `save_pretrained`; the model comes back in eval mode."""
+        # The mixin builds a default-sized model when config.json is missing, and lets Hub errors escape raw.
+        download_args = {key: kwargs[key] for key in DOWNLOAD_ARGS if key in kwargs}
+        _read_config(resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **download_args))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_pretrained(
+        cls: type[Model],
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict[str, Any],
+        map_location: str = "cpu",
+        **model_kwargs: Any,
+    ) -> Model:
+        # Unlike the mixin's: safetensors only (no pickle fallback), strict, and no print().
+        if config.get("architecture") != cls.architecture:
+            raise UserError(f"{model_id} holds a {config.get('architecture')!r} model, not a {cls.architecture!r}")
+        weights = resolve_file(
+            model_id,
+            WEIGHTS_NAME,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        model = cls(**model_kwargs)
+        try:
+            load_model(model, weights, strict=True, device=map_location)
+        except (RuntimeError, SafetensorError) as error:
+            raise UserError(f"{weights} does not fit the {cls.__name__} in {CONFIG_NAME}: {error}") from error
+        return model.eval()
+
+
+def resolve_file(path_or_hub_id: str | Path, filename: str, **download_args: Any) -> Path:
+    """`filename` in a local folder, or fetched from the Hub repo of that id; a UserError says what is missing."""
+    folder = Path(path_or_hub_id)
+    if folder.is_dir():
+        if not (folder / filename).is_file():
+            raise UserError(f"folder {folder} has no {filename}")
+        return folder / filename
+    with _hub_errors(str(path_or_hub_id), filename):
+        return Path(hf_hub_download(str(path_or_hub_id), filename, **download_args))
+
+
+@contextmanager
+def _hub_errors(repo_id: str, filename: str) -> Iterator[None]:
+    """Turn huggingface_hub's errors into UserErrors that name the path or repo and the file."""
+    try:
+        yield
+    except HFValidationError as error:
+        raise UserError(f"{repo_id} is neither a folder nor a valid Hub repo id") from error
+    except LocalEntryNotFoundError as error:
+        raise UserError(
+            f"{repo_id} is not a folder, and as a Hub repo its {filename} is not in the local cache"
+            " while the Hub cannot be reached (no network, or HF_HUB_OFFLINE=1)"
+        ) from error
+    except HfHubHTTPError as error:
+        raise UserError(f"{repo_id} is not a folder, and fetching {filename} from the Hub failed: {error}") from error
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise UserError(f"{path} must hold a JSON object")
+    return config
+
+
+def load_generator(path_or_hub_id: str | Path, *, revision: str | None = None) -> HubModel:
+    """A generator saved with `save_pretrained`, of whichever family its config.json names, in eval mode."""
+    config_file = resolve_file(path_or_hub_id, CONFIG_NAME, revision=revision)
+    architecture = _read_config(config_file).get("architecture")
+    if architecture not in GENERATORS.names():
+        raise UserError(
+            f"{path_or_hub_id} does not hold a generator: its {CONFIG_NAME} names architecture {architecture!r};"
+            f" generators: {', '.join(GENERATORS.names())}"
+        )
+    return GENERATORS.get(architecture).from_pretrained(path_or_hub_id, revision=revision)

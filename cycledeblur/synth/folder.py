@@ -1,0 +1,143 @@
+"""Turn a folder of sharp photos into a blur/sharp dataset: paired for evaluation, unpaired for training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from rich.progress import track
+
+from ..errors import UserError
+from .degrade import check_degradation, degrade
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+# JPEG inputs are written as PNG so that the only JPEG artefacts are the ones asked for.
+_REENCODED_SUFFIXES = {".jpg": ".png", ".jpeg": ".png"}
+# PIL modes whose pixels are plain channel values at the file's own bit depth.
+_NATIVE_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I", "F"}
+# Stream label for the unpaired split: default_rng(seed) would equal image 0's default_rng([seed, 0]).
+_SPLIT_STREAM = 1
+
+
+def synthesize_folder(
+    sharp_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    kind: str = "mixed",
+    seed: int = 0,
+    paired: bool = False,
+    noise_sigma: float = 0.0,
+    jpeg_quality: int | None = None,
+    save_kernels: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Blur the images under `sharp_dir` into `out_dir/blur/`, with sharp ones in `out_dir/sharp/`.
+
+    Paired: every image is blurred and also copied, under the same relative name on both sides.
+    Unpaired: the images are shuffled with `seed` and split in two disjoint halves, the first
+    blurred, the second copied, so no pair exists. Outputs keep the input's format, channels and
+    bit depth (PIL reads 16-bit only for grayscale; 16-bit color comes in as 8-bit), except that
+    JPEG inputs become PNG. Image i is degraded with `np.random.default_rng([seed, i])`, i its
+    index in sorted order, so the result depends on the seed alone. `save_kernels` also writes
+    each kernel, scaled to its maximum, as an 8-bit PNG in `out_dir/kernels/`.
+    """
+    sharp_dir, out_dir = Path(sharp_dir), Path(out_dir)
+    check_degradation(kind, noise_sigma, jpeg_quality)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    sources = _list_sources(sharp_dir, out_dir)
+    names = _output_names(sharp_dir, sources)
+    if paired:
+        to_blur = to_copy = set(range(len(sources)))
+    else:
+        if len(sources) < 2:
+            raise UserError(f"an unpaired set needs at least 2 images to split in two, {sharp_dir} has {len(sources)}")
+        split_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_STREAM,)))
+        order = split_rng.permutation(len(sources))
+        half = len(sources) // 2
+        to_blur, to_copy = set(order[:half].tolist()), set(order[half:].tolist())
+    blur_dir, copy_dir, kernel_dir = out_dir / "blur", out_dir / "sharp", out_dir / "kernels"
+    for folder in (blur_dir, copy_dir, kernel_dir) if save_kernels else (blur_dir, copy_dir):
+        # Files left by an earlier run would silently mix into (or pair up) this dataset.
+        if folder.is_dir() and any(folder.iterdir()):
+            raise UserError(f"output folder {folder} is not empty; choose a new --out or empty it first")
+
+    for index in track(range(len(sources)), description="synthesizing blur", disable=not progress):
+        pixels, save_options = _read_image(sources[index])
+        if index in to_blur:
+            blurred, kernel = degrade(pixels, np.random.default_rng([seed, index]), kind, noise_sigma, jpeg_quality)
+            _write_image(blurred, blur_dir / names[index], save_options)
+            if save_kernels:
+                kernel_image = np.rint(kernel / kernel.max() * 255).astype(np.uint8)
+                _write_image(kernel_image, (kernel_dir / names[index]).with_suffix(".png"), {})
+        if index in to_copy:
+            _write_image(pixels, copy_dir / names[index], save_options)
+    return {
+        "mode": "paired" if paired else "unpaired",
+        "kind": kind,
+        "seed": seed,
+        "inputs": len(sources),
+        "blurred": len(to_blur),
+        "sharp": len(to_copy),
+        "blur_dir": str(blur_dir),
+        "sharp_dir": str(copy_dir),
+        "kernels_dir": str(kernel_dir) if save_kernels else None,
+    }
+
+
+def _list_sources(sharp_dir: Path, out_dir: Path) -> list[Path]:
+    """Image files below `sharp_dir`, sorted by relative path; a missing or empty folder is a UserError."""
+    if not sharp_dir.is_dir():
+        raise UserError(f"sharp image folder not found: {sharp_dir}")
+    if out_dir.resolve().is_relative_to(sharp_dir.resolve()):
+        raise UserError(f"output folder {out_dir} must not be inside the sharp image folder {sharp_dir}")
+    sources = sorted(
+        (path for path in sharp_dir.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS),
+        key=lambda path: path.relative_to(sharp_dir).as_posix(),
+    )
+    if not sources:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {sharp_dir}")
+    return sources
+
+
+def _output_names(sharp_dir: Path, sources: list[Path]) -> list[Path]:
+    """Each source's relative path, with a JPEG suffix turned to .png; two sources may not share a stem."""
+    names, owners = [], {}
+    for source in sources:
+        name = source.relative_to(sharp_dir)
+        # Stems, not names: a.jpg and a.png would both be written as a.png, and kernels are all .png.
+        stem = name.with_suffix("").as_posix()
+        if stem in owners:
+            raise UserError(f"{owners[stem]} and {source} would get the same output name; rename one")
+        owners[stem] = source
+        names.append(name.with_suffix(_REENCODED_SUFFIXES.get(name.suffix.lower(), name.suffix)))
+    return names
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, dict]:
+    """The pixels at the file's bit depth (uint8, uint16 or float32), upright, and options to save alike."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise UserError(f"cannot read image {path}: {error}") from None
+    save_options = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in _NATIVE_MODES:  # palette, CMYK, YCbCr...: plain color, keeping any transparency
+        image = image.convert("RGBA" if "transparency" in image.info or "A" in image.mode else "RGB")
+    pixels = np.array(image)
+    if pixels.dtype.kind in "ui" and pixels.itemsize > 1:  # "I;16*", and "I" holding a 16-bit PNG
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise UserError(f"cannot read image {path}: 32-bit integer pixels are not supported")
+        pixels = pixels.astype(np.uint16)
+    return pixels, save_options
+
+
+def _write_image(pixels: np.ndarray, path: Path, save_options: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # WebP defaults to lossy, which would add artefacts to both sides.
+    lossless = {"lossless": True} if path.suffix.lower() == ".webp" else {}
+    Image.fromarray(pixels).save(path, **save_options, **lossless)

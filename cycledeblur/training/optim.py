@@ -1,0 +1,30 @@
+"""Optimisers and the CycleGAN learning-rate schedule: constant, then linear decay to zero."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class ConstantThenLinearDecay:
+    """LR multiplier: 1 until `decay_start * max_steps`, then linearly down to 0 at `max_steps`.
+
+    A class rather than a lambda so LambdaLR's state_dict (and so the checkpoint) can record it.
+    """
+
+    def __init__(self, max_steps: int, decay_start: float):
+        self.max_steps, self.decay_from = max_steps, int(decay_start * max_steps)
+
+    def __call__(self, step: int) -> float:
+        if step < self.decay_from:
+            return 1.0
+        return max(0.0, 1.0 - (step - self.decay_from) / max(1, self.max_steps - self.decay_from))
+
+
+def adam(parameters: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(list(parameters), lr=lr, betas=betas)
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, max_steps: int, decay_start: float) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, ConstantThenLinearDecay(max_steps, decay_start))

@@ -1,0 +1,24 @@
+"""Sample grids written during training: blurred input | deblurred | reblurred, one column per image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.transforms.v2.functional import center_crop
+from torchvision.utils import save_image
+
+
+def sample_batch(images: list[torch.Tensor], size: int, multiple: int) -> torch.Tensor:
+    """Center crops of a common size (at most `size`, a multiple of `multiple`), in [-1, 1]."""
+    side = min(size, *(min(image.shape[-2:]) for image in images))
+    side = max(multiple, side // multiple * multiple)
+    return torch.stack([center_crop(image, [side, side]) for image in images]) * 2 - 1
+
+
+@torch.no_grad()
+def save_sample_grid(rows: list[torch.Tensor], path: Path) -> None:
+    """Save `rows` (each N x C x H x W in [-1, 1]) as a grid with one row per tensor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = rows[0].shape[0]
+    save_image(torch.cat(rows).float().add(1).div(2).clamp(0, 1), path, nrow=columns, padding=2, pad_value=1.0)

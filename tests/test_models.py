@@ -1,0 +1,265 @@
+import copy
+import json
+import shutil
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from skimage import data
+
+from cycledeblur.errors import ConfigError, UserError
+from cycledeblur.models import (
+    DISCRIMINATORS,
+    GENERATORS,
+    PatchDiscriminator,
+    ResnetGenerator,
+    build_discriminator,
+    build_generator,
+    load_generator,
+)
+
+TINY = {"base_channels": 4, "n_blocks": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: with more threads, OpenMP overhead dominates, badly so on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> torch.Tensor:
+    """A real photograph, 1x3x64x64 in [-1, 1]."""
+    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return F.interpolate(image, size=(64, 64), mode="area").clamp(-1, 1)
+
+
+def randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Random weights everywhere, so that a zero-initialised head cannot hide a loading bug."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    return model
+
+
+def images(channels: int, size: int = 32, batch: int = 2) -> torch.Tensor:
+    return torch.rand(batch, channels, size, size) * 2 - 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "channels_in", "channels_out"),
+    [
+        ({"upsample": "transposed"}, 3, 3),
+        ({"upsample": "resize_conv", "n_blocks": 3, "n_downsampling": 1}, 3, 3),
+        ({"in_channels": 1, "out_channels": 1, "norm": "batch", "padding": "zeros"}, 1, 1),
+        ({"in_channels": 4, "out_channels": 4, "norm": "none", "upsample": "transposed"}, 4, 4),
+        ({"in_channels": 3, "out_channels": 1, "residual_output": False, "n_downsampling": 3}, 3, 1),
+    ],
+)
+def test_generator_output_shape_and_range(kwargs, channels_in, channels_out):
+    generator = randomised(ResnetGenerator(**{**TINY, **kwargs}))
+    out = generator(images(channels_in))
+    assert out.shape == (2, channels_out, 32, 32)
+    assert out.min() >= -1 and out.max() <= 1
+    assert out.std() > 0
+
+
+def test_generator_rejects_sizes_that_are_not_multiples():
+    generator = ResnetGenerator(**TINY, n_downsampling=3)
+    assert generator.size_multiple == 8
+    with pytest.raises(ValueError, match="multiples of 8"):
+        generator(images(3, size=36))
+
+
+def test_residual_generator_is_the_identity_at_init(astronaut):
+    generator = ResnetGenerator(**TINY)
+    assert torch.equal(generator(astronaut), astronaut)
+    assert not torch.equal(ResnetGenerator(**TINY, residual_output=False)(astronaut), astronaut)
+
+
+def test_cyclegan_init():
+    generator = ResnetGenerator(base_channels=16, n_blocks=2, norm="batch")
+    convs = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d) and m is not generator.head]
+    weights = torch.cat([conv.weight.flatten() for conv in convs])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.05)
+    assert abs(weights.mean().item()) < 0.001
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    scales = torch.cat([norm.weight for norm in norms])
+    assert scales.mean().item() == pytest.approx(1, abs=0.01) and 0.01 < scales.std().item() < 0.03
+    assert all(torch.count_nonzero(norm.bias) == 0 for norm in norms)
+    assert torch.count_nonzero(generator.head.weight) == 0 and torch.count_nonzero(generator.head.bias) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"norm": "layer"}, "norm must be one of 'instance', 'batch', 'none'; got 'layer'"),
+        ({"upsample": "bilinear"}, "upsample must be one of 'resize_conv', 'transposed'"),
+        ({"padding": "replicate"}, "padding must be one of 'reflect', 'zeros'"),
+        ({"in_channels": 3, "out_channels": 1}, "residual_output needs in_channels == out_channels"),
+    ],
+)
+def test_generator_rejects_invalid_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ResnetGenerator(**kwargs)
+
+
+def test_save_and_load_round_trip(tmp_path, capsys):
+    kwargs = {"base_channels": 4, "n_blocks": 3, "upsample": "transposed", "padding": "zeros"}
+    generator = randomised(ResnetGenerator(**kwargs)).eval()
+    generator.save_pretrained(tmp_path, model_card_kwargs={"model_description": "Deblurs tiny astronauts."})
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    defaults = {name: parameter.default for name, parameter in GENERATORS.parameters("resnet").items()}
+    assert config == {**defaults, **kwargs, "architecture": "resnet"}
+    card = (tmp_path / "README.md").read_text()
+    assert "Deblurs tiny astronauts." in card and "library_name: cycledeblur" in card
+    assert "image-deblurring" in card and "pipeline_tag: image-to-image" in card
+
+    capsys.readouterr()
+    loaded = ResnetGenerator.from_pretrained(tmp_path)
+    assert capsys.readouterr().out == ""
+    assert not loaded.training
+    x = images(3)
+    assert torch.equal(loaded(x), generator(x))
+
+    via_registry = load_generator(tmp_path)
+    assert type(via_registry) is ResnetGenerator and not via_registry.training
+    assert torch.equal(via_registry(x), generator(x))
+
+
+def test_spectral_norm_discriminator_round_trip(tmp_path):
+    discriminator = build_discriminator("patchgan", base_channels=4, n_layers=2, norm="none", spectral_norm=True)
+    discriminator.train()(images(3))  # a power iteration, so the saved u/v differ from the initial ones
+    discriminator.save_pretrained(tmp_path)
+    loaded = DISCRIMINATORS.get("patchgan").from_pretrained(tmp_path)
+    x = images(3)
+    assert torch.equal(loaded(x), discriminator.eval()(x))
+    assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "patchgan"
+
+
+def test_loading_is_strict(tmp_path):
+    ResnetGenerator(**TINY).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["blocks.0.body.0.weight"]
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(UserError, match=r"(?s)model\.safetensors does not fit .*Missing .*blocks\.0\.body\.0\.weight"):
+        ResnetGenerator.from_pretrained(tmp_path)
+
+
+def test_loading_rejects_a_config_that_does_not_match_the_weights(tmp_path):
+    ResnetGenerator(**TINY).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "n_blocks": 2}))
+    with pytest.raises(UserError, match=r"(?s)does not fit the ResnetGenerator in config.json.*Missing .*blocks\.1\."):
+        load_generator(tmp_path)
+
+
+def test_a_folder_without_safetensors_is_a_user_error_even_with_a_pickle(tmp_path):
+    generator = ResnetGenerator(**TINY)
+    generator.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(generator.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(UserError, match=f"folder {tmp_path} has no model.safetensors"):
+        ResnetGenerator.from_pretrained(tmp_path)
+
+
+def test_load_generator_errors_name_the_path(tmp_path):
+    with pytest.raises(UserError, match=f"folder {tmp_path} has no config.json"):
+        load_generator(tmp_path)
+    with pytest.raises(UserError, match=f"folder {tmp_path} has no config.json"):
+        ResnetGenerator.from_pretrained(tmp_path)
+    with pytest.raises(UserError, match="runs/missing/generator is neither a folder nor a valid Hub repo id"):
+        load_generator("runs/missing/generator")
+
+    PatchDiscriminator(base_channels=4).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match=f"{tmp_path} does not hold a generator.*'patchgan'.*generators: resnet"):
+        load_generator(tmp_path)
+    with pytest.raises(UserError, match="holds a 'patchgan' model, not a 'resnet'"):
+        ResnetGenerator.from_pretrained(tmp_path)
+
+
+def test_load_generator_from_the_hub_cache_offline(tmp_path, monkeypatch):
+    saved = tmp_path / "saved"
+    generator = randomised(ResnetGenerator(**TINY)).eval()
+    generator.save_pretrained(saved)
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--acme--tiny-deblur"
+    shutil.copytree(saved, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    x = images(3)
+    assert torch.equal(load_generator("acme/tiny-deblur")(x), generator(x))
+    with pytest.raises(UserError, match="acme/other is not a folder.*config.json is not in the local cache"):
+        load_generator("acme/other")
+
+
+def test_arguments_that_json_cannot_hold_are_refused():
+    # The mixin would silently write the default n_blocks=9 to config.json.
+    with pytest.raises(TypeError, match="must be int, float, str or bool: n_blocks"):
+        ResnetGenerator(4, 4, 4, np.int64(1))
+    assert copy.deepcopy(ResnetGenerator(**TINY))._hub_mixin_config["n_blocks"] == 1
+
+
+def test_registry():
+    with pytest.raises(ConfigError, match="unknown generator 'unet'; valid generators: resnet"):
+        GENERATORS.get("unet")
+    with pytest.raises(ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: patchgan"):
+        build_discriminator("stylegan")
+    parameters = GENERATORS.parameters("resnet")
+    assert list(parameters)[:3] == ["in_channels", "out_channels", "base_channels"]
+    assert parameters["n_blocks"].annotation is int and parameters["residual_output"].default is True
+    assert DISCRIMINATORS.parameters("patchgan")["spectral_norm"].annotation is bool
+    assert isinstance(build_generator("resnet", **TINY), ResnetGenerator)
+    assert ResnetGenerator.architecture == "resnet" and PatchDiscriminator.architecture == "patchgan"
+
+
+def test_bf16_autocast_and_channels_last(astronaut):
+    generator = randomised(ResnetGenerator(**TINY, residual_output=False))
+    discriminator = PatchDiscriminator(base_channels=4, spectral_norm=True)
+    x = astronaut.repeat(2, 1, 1, 1).to(memory_format=torch.channels_last)
+    reference = generator(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = generator(x)
+        logits = discriminator(out)
+    assert out.dtype == torch.bfloat16 and out.shape == x.shape
+    error = (out.float() - reference).abs()
+    assert error.mean() < 0.01 and error.max() < 0.15
+    logits.float().mean().backward()
+    gradients = [p.grad for p in generator.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in gradients)
+    assert any(g.abs().sum() > 0 for g in gradients)
+
+
+def test_patchgan_output_grid():
+    discriminator = PatchDiscriminator(base_channels=4)
+    assert discriminator.receptive_field == 70
+    # 64 -> 32 -> 16 -> 8 through the stride-2 convs, then 7 and 6 through the stride-1 ones.
+    assert discriminator(images(3, size=64)).shape == (2, 1, 6, 6)
+
+
+@pytest.mark.parametrize(("n_layers", "expected"), [(1, 16), (2, 34), (3, 70)])
+def test_patchgan_receptive_field_matches_its_gradient(n_layers, expected):
+    discriminator = PatchDiscriminator(in_channels=1, base_channels=4, n_layers=n_layers, norm="none")
+    assert discriminator.receptive_field == expected == 9 * 2**n_layers - 2
+    x = torch.randn(1, 1, 128, 128, requires_grad=True)
+    logits = discriminator(x)
+    centre = logits.shape[-1] // 2
+    logits[0, 0, centre, centre].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    assert rows.max() - rows.min() + 1 == expected and cols.max() - cols.min() + 1 == expected
