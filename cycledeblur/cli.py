@@ -122,7 +122,7 @@ def run_deblur(args: argparse.Namespace) -> None:
             raise UserError(f"input not found: {item}")
     for source, target in jobs:
         array, image_format = image_to_array(open_image(source))
-        image = adapt_channels(torch.from_numpy(array).permute(2, 0, 1), deblurrer.generator.in_channels, str(source))
+        image = adapt_channels(torch.from_numpy(array).permute(2, 0, 1), deblurrer.channels, str(source))
         save_image_tensor(deblurrer(image), target, image_format)
     Console().print(f"deblurred {len(jobs)} images into [bold]{args.out}[/]")
 
@@ -132,7 +132,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from .inference import Deblurrer, resolve_generator
 
     deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
-    report = evaluate_pairs(deblurrer, args.blur, args.sharp, deblurrer.generator.in_channels)
+    report = evaluate_pairs(deblurrer, args.blur, args.sharp, deblurrer.channels)
     print_report(report)
     if args.json:
         write_json(report, args.json)

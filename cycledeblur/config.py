@@ -35,6 +35,10 @@ class DataConfig:
     hflip: bool = True
     color_jitter: float = 0.0
     """Brightness and contrast jitter strength (0 disables it); applied to both sides independently."""
+    flat_crop_std: float = 0.01
+    """Crops whose flattest channel has a smaller standard deviation (in [0, 1] units) are redrawn (up to 10
+    times): a flat crop (sky, a scan's black border) holds no blur, and instance normalization divides its
+    zero variance by ~sqrt(eps), which blows its gradients up to inf/NaN."""
     num_workers: int = 2
 
 
@@ -57,6 +61,10 @@ def _default_discriminator() -> NetworkConfig:
 @dataclass
 class ModelConfig:
     generator: NetworkConfig = field(default_factory=_default_generator)
+    """The blurred -> sharp generator, the one a run delivers."""
+    reblur_generator: NetworkConfig | None = None
+    """The sharp -> blurred generator; None means the same family and options as `generator`.
+    `kernel` (a predicted blur kernel, convolved) makes the cycle physically well posed."""
     discriminator: NetworkConfig = field(default_factory=_default_discriminator)
 
 

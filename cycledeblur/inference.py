@@ -35,7 +35,8 @@ class Deblurrer:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
         self.autocast_dtype = dtypes[precision]
-        self.multiple = getattr(generator, "size_multiple", 1)
+        self.multiple = generator.size_multiple
+        self.channels = generator.in_channels
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

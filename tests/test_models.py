@@ -263,3 +263,34 @@ def test_patchgan_receptive_field_matches_its_gradient(n_layers, expected):
     logits[0, 0, centre, centre].backward()
     rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
     assert rows.max() - rows.min() + 1 == expected and cols.max() - cols.min() + 1 == expected
+
+
+def test_kernel_generator_blurs_with_a_valid_kernel_per_image(astronaut):
+    from cycledeblur.models import KernelBlurGenerator
+
+    generator = KernelBlurGenerator(kernel_size=9, base_channels=4, initial_sigma=1.5)
+    images = torch.cat([astronaut, astronaut.flip(-1)])
+    kernels = generator.kernels(images)
+    assert kernels.shape == (2, 9, 9)
+    assert torch.allclose(kernels.sum((1, 2)), torch.ones(2)) and (kernels >= 0).all()
+    blurred = generator(images)
+    assert blurred.shape == images.shape
+    # A blur keeps the mean and removes high frequencies: the Laplacian energy drops.
+    assert torch.allclose(blurred.mean((2, 3)), images.mean((2, 3)), atol=0.02)
+    laplacian = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).expand(3, 1, 3, 3)
+    energy = lambda x: F.conv2d(x, laplacian, groups=3).square().mean()  # noqa: E731
+    assert energy(blurred) < 0.5 * energy(images)
+    # It is a true convolution with the predicted kernel, image by image.
+    expected = F.conv2d(F.pad(images[1:], [4] * 4, mode="reflect"), kernels[1].flip(0, 1).expand(3, 1, 9, 9), groups=3)
+    assert torch.allclose(blurred[1:], expected, atol=1e-5)
+
+
+def test_kernel_generator_round_trips_and_rejects_bad_sizes(tmp_path, astronaut):
+    from cycledeblur.models import KernelBlurGenerator
+
+    generator = randomised(KernelBlurGenerator(kernel_size=5, base_channels=4))
+    generator.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))
+    with pytest.raises(ConfigError, match="odd"):
+        KernelBlurGenerator(kernel_size=4)

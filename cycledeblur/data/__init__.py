@@ -1,7 +1,8 @@
 """Data: image collections as HF datasets, decoded to tensors, cut into replayable random crops."""
 
 from .crops import CropDataset, EpochSampler, build_augmentation
-from .images import ImageFormat, adapt_channels, image_to_array, list_images, load_image_tensor, open_image, save_image_tensor
+from ..image_files import list_images, open_image
+from .images import ImageFormat, adapt_channels, image_to_array, load_image_tensor, save_image_tensor
 from .sources import load_image_source
 
 __all__ = [

@@ -18,6 +18,8 @@ from ..config import DataConfig
 from ..errors import UserError
 from .images import load_image_tensor
 
+FLAT_CROP_RETRIES = 10
+
 
 def _mix(*numbers: int) -> int:
     """Combine integers into one 63-bit seed (order matters)."""
@@ -88,5 +90,8 @@ class CropDataset(Dataset):
         image = self.load(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_mix(self.seed, epoch, index))
-            image = self.augment(image)
-        return image * 2 - 1
+            for _ in range(FLAT_CROP_RETRIES):
+                crop = self.augment(image)
+                if crop.flatten(1).std(dim=1).min() >= self.config.flat_crop_std:
+                    break
+        return crop * 2 - 1

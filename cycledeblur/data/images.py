@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import UserError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+from ..image_files import open_image
 
 # PIL modes whose pixels are not plain channel values: convert them to one whose pixels are.
 _MODE_FOR_DECODING = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
@@ -24,25 +22,6 @@ class ImageFormat:
 
     bit_depth: int  # 8, 16 or 32 (float)
     channels: int
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files below `folder` (recursive), sorted by relative path."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image, upright per its EXIF orientation; a bad file is a UserError naming it."""
-    name = name or str(source)
-    try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except FileNotFoundError:
-        raise UserError(f"image not found: {name}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot read image {name}: {error}") from None
 
 
 def image_to_array(image: Image.Image) -> tuple[np.ndarray, ImageFormat]:

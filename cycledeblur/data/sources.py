@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 
 from ..errors import UserError
-from .images import list_images
+from ..image_files import list_images
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 from .hub import HubModel, load_generator
+from .kernel import KernelBlurGenerator
 from .patchgan import PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
@@ -22,6 +23,7 @@ __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "HubModel",
+    "KernelBlurGenerator",
     "PatchDiscriminator",
     "Registry",
     "ResnetGenerator",

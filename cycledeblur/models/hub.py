@@ -63,9 +63,9 @@ class HubModel(
     architecture: ClassVar[str]  # set by Registry.register
 
     def init_weights(self) -> None:
-        """CycleGAN's init: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
+        """CycleGAN's init: conv and linear weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
         for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 nn.init.normal_(module.weight, 0.0, 0.02)
             elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
                 nn.init.normal_(module.weight, 1.0, 0.02)

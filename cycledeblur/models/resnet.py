@@ -67,6 +67,7 @@ class ResnetGenerator(HubModel, pipeline_tag="image-to-image"):
             raise ConfigError(
                 f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
             )
+        self.in_channels = in_channels
         self.n_downsampling = n_downsampling
         self.residual_output = residual_output
         # A bias followed by a normalisation is cancelled by its mean subtraction.

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from rich.progress import track
 
 from ..errors import UserError
+from ..image_files import IMAGE_EXTENSIONS, list_images, open_image
 from .degrade import check_degradation, degrade
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # JPEG inputs are written as PNG so that the only JPEG artefacts are the ones asked for.
 _REENCODED_SUFFIXES = {".jpg": ".png", ".jpeg": ".png"}
 # PIL modes whose pixels are plain channel values at the file's own bit depth.
@@ -92,10 +91,7 @@ def _list_sources(sharp_dir: Path, out_dir: Path) -> list[Path]:
         raise UserError(f"sharp image folder not found: {sharp_dir}")
     if out_dir.resolve().is_relative_to(sharp_dir.resolve()):
         raise UserError(f"output folder {out_dir} must not be inside the sharp image folder {sharp_dir}")
-    sources = sorted(
-        (path for path in sharp_dir.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS),
-        key=lambda path: path.relative_to(sharp_dir).as_posix(),
-    )
+    sources = list_images(sharp_dir)
     if not sources:
         raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {sharp_dir}")
     return sources
@@ -117,12 +113,7 @@ def _output_names(sharp_dir: Path, sources: list[Path]) -> list[Path]:
 
 def _read_image(path: Path) -> tuple[np.ndarray, dict]:
     """The pixels at the file's bit depth (uint8, uint16 or float32), upright, and options to save alike."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot read image {path}: {error}") from None
+    image = open_image(path)
     save_options = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
     if image.mode == "1":
         image = image.convert("L")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 
 from ..errors import UserError
@@ -27,10 +29,24 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CHECKPOINT.fullmatch(p.name).group(1)))
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Save the full training state; a write killed half-way leaves only a `.partial` folder, never a step_ one."""
+def weight_fingerprints(accelerator: Accelerator, models: list[torch.nn.Module]) -> torch.Tensor:
+    """Per process, the sum and sum of squares of every parameter: (num_processes, 2 * n_parameters)."""
+    local = torch.stack(
+        [torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]) for m in models for p in m.parameters()]
+    ).flatten()
+    return accelerator.gather(local[None]).cpu()
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int, models: list[torch.nn.Module]) -> Path:
+    """Save the full training state; a write killed half-way leaves only a `.partial` folder, never a step_ one.
+
+    Also checks that every process holds the same weights (what data-parallel training promises) and records
+    the evidence in `replicas.json`: a checkpoint of diverged replicas would silently keep only rank 0's.
+    """
     final = checkpoint_dir(run_dir) / f"step_{step:07d}"
     partial = final.with_name(f".{final.name}.partial")
+    fingerprints = weight_fingerprints(accelerator, models)
+    in_sync = bool((fingerprints == fingerprints[0]).all())
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -38,12 +54,16 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        replicas = {"processes": accelerator.num_processes, "in_sync": in_sync, "fingerprints": fingerprints.tolist()}
+        (partial / "replicas.json").write_text(json.dumps(replicas))
         if final.exists():  # re-saving a step after a resume from it
             shutil.rmtree(final)
         os.replace(partial, final)
         for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+    if not in_sync:
+        raise RuntimeError(f"step {step}: the processes' weights differ (see {final / 'replicas.json'})")
     return final
 
 

@@ -110,8 +110,9 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
     sharp_loader, sharp_sampler = build_loader(sharp_set, config, seed=train_cfg.seed + 1)
 
     channels = {"in_channels": config.data.channels, "out_channels": config.data.channels}
+    reblur_spec = config.model.reblur_generator or config.model.generator
     deblur = build_generator(config.model.generator.name, **channels, **config.model.generator.options)
-    reblur = build_generator(config.model.generator.name, **channels, **config.model.generator.options)
+    reblur = build_generator(reblur_spec.name, **channels, **reblur_spec.options)
     judge_sharp = build_discriminator(config.model.discriminator.name, in_channels=config.data.channels, **config.model.discriminator.options)
     judge_blurred = build_discriminator(config.model.discriminator.name, in_channels=config.data.channels, **config.model.discriminator.options)
     optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg.betas)
@@ -136,9 +137,9 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
     accelerator.init_trackers("cycledeblur", config=_flat_hparams(config))
 
     multiple = accelerator.unwrap_model(deblur).size_multiple
-    sample_inputs = sample_batch(
-        [blurred_set.load(i) for i in range(min(4, len(blurred_set)))], train_cfg.sample_size, multiple
-    ).to(accelerator.device)
+    sample_indices = sorted({round(i * (len(blurred_set) - 1) / 3) for i in range(4)})  # spread over the set
+    sample_inputs = sample_batch([blurred_set.load(i) for i in sample_indices], train_cfg.sample_size, multiple)
+    sample_inputs = sample_inputs.to(accelerator.device)
 
     cycle_weight = loss_cfg.cycle
     identity_weight = loss_cfg.identity * loss_cfg.cycle
@@ -219,7 +220,9 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
             if accelerator.is_main_process and (state.step % train_cfg.sample_every == 0 or state.step == train_cfg.max_steps):
                 _save_samples(accelerator, deblur, reblur, sample_inputs, run_dir / "samples" / f"step_{state.step:07d}.png")
             if state.step % train_cfg.checkpoint_every == 0 or state.step == train_cfg.max_steps:
-                save_checkpoint(accelerator, run_dir, state.step, train_cfg.keep_checkpoints)
+                save_checkpoint(
+                    accelerator, run_dir, state.step, train_cfg.keep_checkpoints, [deblur, reblur, judge_sharp, judge_blurred]
+                )
             progress.advance(state.step)
 
     accelerator.wait_for_everyone()

@@ -1,0 +1,98 @@
+"""Shared fixtures: real photographs (scikit-image, CC0), blurred with `cycledeblur synth`, and tiny configs."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports `datasets` / `huggingface_hub`: they read these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="cycledeblur-datasets-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data  # noqa: E402
+
+from cycledeblur.config import load_config  # noqa: E402
+from cycledeblur.synth import synthesize_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Test tensors are tiny: with 2 OpenMP threads on 2 cores the sync overhead dominates, and it turns into
+# a 10x slowdown whenever anything else runs on the machine.
+torch.set_num_threads(1)
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def photo(name: str, size: int = 96) -> np.ndarray:
+    """A real photograph, center-cropped to a square and downscaled to `size` px."""
+    image = getattr(data, name)()
+    side = min(image.shape[:2])
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    square = Image.fromarray(image[top : top + side, left : left + side])
+    return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        Image.fromarray(photo(name)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def unpaired(photo_folder, tmp_path_factory) -> Path:
+    """blur/ and sharp/ folders of disjoint real photos, the blurred ones made by `synth`."""
+    out = tmp_path_factory.mktemp("unpaired")
+    synthesize_folder(photo_folder, out, kind="mixed", seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def paired(photo_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paired")
+    synthesize_folder(photo_folder, out, kind="mixed", seed=1, paired=True, progress=False)
+    return out
+
+
+TINY_OVERRIDES = [
+    "model.generator.base_channels=4",
+    "model.generator.n_blocks=1",
+    "model.discriminator.base_channels=4",
+    "model.discriminator.n_layers=2",
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "train.batch_size=2",
+    "train.pool_size=4",
+    "train.log_every=1",
+    "train.sample_every=1000",
+    "train.sample_size=32",
+]
+
+
+@pytest.fixture
+def tiny_config(unpaired, tmp_path):
+    """A config factory: tiny networks on 32 px crops of real photos, writing into tmp_path/run."""
+
+    def make(*overrides: str, run: str = "run"):
+        return load_config(
+            ROOT / "configs" / "default.yaml",
+            [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={tmp_path / run}",
+             *TINY_OVERRIDES, *overrides],
+        )  # fmt: skip
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each training run in a test builds its own Accelerator; forget the previous one's process-wide state."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()

@@ -1,0 +1,72 @@
+"""The user-facing commands on a tiny model trained once for the module, on real photos."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cycledeblur.cli import main
+from cycledeblur.training import train
+
+from .conftest import photo
+
+
+@pytest.fixture(scope="module")
+def trained_run(unpaired, tmp_path_factory):
+    from cycledeblur.config import load_config
+
+    from .conftest import ROOT, TINY_OVERRIDES
+
+    run = tmp_path_factory.mktemp("cli") / "run"
+    config = load_config(
+        ROOT / "configs" / "default.yaml",
+        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}",
+         *TINY_OVERRIDES, "train.max_steps=3"],
+    )  # fmt: skip
+    train(config)
+    return run
+
+
+def test_synth_command_writes_unpaired_and_paired_sets(photo_folder, tmp_path, capsys):
+    assert main(["synth", "--sharp", str(photo_folder), "--out", str(tmp_path / "u"), "--kind", "motion"]) == 0
+    blurred = {p.name for p in (tmp_path / "u" / "blur").iterdir()}
+    sharp = {p.name for p in (tmp_path / "u" / "sharp").iterdir()}
+    assert blurred and sharp and not blurred & sharp
+    assert main(["synth", "--sharp", str(photo_folder), "--out", str(tmp_path / "p"), "--paired", "--noise", "0.01"]) == 0
+    assert sorted(p.name for p in (tmp_path / "p" / "blur").iterdir()) == sorted(p.name for p in photo_folder.iterdir())
+    assert main(["synth", "--sharp", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_evaluate_writes_the_documented_json(trained_run, paired, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    code = main(["evaluate", "--model", str(trained_run), "--blur", str(paired / "blur"), "--sharp",
+                 str(paired / "sharp"), "--json", str(out)])  # fmt: skip
+    assert code == 0
+    scores = json.loads(out.read_text())
+    assert scores["n_images"] == 6
+    for side in ("input", "output"):
+        assert 10 < scores[side]["psnr"] < 60 and 0 < scores[side]["ssim"] <= 1
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(photo("coffee", 90)[:77]).save(inputs / "odd_size.png")  # 90x77: not a multiple of 4
+    Image.fromarray(photo("camera", 64).astype(np.uint16) * 257).save(inputs / "gray16.png")
+    Image.fromarray(photo("chelsea", 64)).save(inputs / "cat.jpg")
+    assert main(["deblur", "--model", str(trained_run / "generator"), str(inputs), "--out", str(tmp_path / "out")]) == 0
+    odd = Image.open(tmp_path / "out" / "odd_size.png")
+    assert odd.size == (90, 77) and odd.mode == "RGB"
+    gray = Image.open(tmp_path / "out" / "gray16.png")
+    assert gray.mode.startswith("I") and np.asarray(gray).max() > 255  # still 16-bit, still one channel
+    assert Image.open(tmp_path / "out" / "cat.jpg").format == "JPEG"
+
+
+def test_model_folder_errors_are_user_errors(tmp_path, paired, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["evaluate", "--model", str(tmp_path / "empty"), "--blur", str(paired / "blur"),
+                 "--sharp", str(paired / "sharp")])  # fmt: skip
+    assert code == 2
+    assert "neither a run folder" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+import pytest
+import yaml
+
+from cycledeblur.cli import main
+from cycledeblur.config import Config, config_to_dict, load_config, save_config
+from cycledeblur.errors import ConfigError
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "demo.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(ROOT / "configs" / name)
+    assert isinstance(config, Config)
+    assert config.model.generator.name == "resnet"
+
+
+def test_default_config_is_the_reference_cyclegan():
+    config = load_config(ROOT / "configs" / "default.yaml")
+    assert config.data.crop_size == 256
+    assert config.model.generator.options["n_blocks"] == 9
+    assert config.model.discriminator.options["n_layers"] == 3  # 70x70 PatchGAN
+    assert (config.loss.gan_mode, config.loss.cycle, config.loss.identity) == ("lsgan", 10.0, 0.5)
+    assert (config.train.pool_size, config.train.lr_g, config.train.betas) == (50, 2e-4, (0.5, 0.999))
+
+
+def test_dotted_overrides_are_typed():
+    config = load_config(
+        ROOT / "configs" / "default.yaml",
+        ["train.max_steps=7", "train.lr_g=1e-4", "train.betas=[0.9, 0.99]", "data.hflip=false",
+         "model.generator.n_blocks=2", "loss.gan_mode=hinge", "data.blur=some/folder"],
+    )  # fmt: skip
+    assert config.train.max_steps == 7
+    assert config.train.lr_g == pytest.approx(1e-4)  # "1e-4" is a string to YAML 1.1
+    assert config.train.betas == (0.9, 0.99)
+    assert config.data.hflip is False
+    assert config.model.generator.options["n_blocks"] == 2
+    assert config.loss.gan_mode == "hinge"
+    assert config.data.blur == "some/folder"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.max_stepz=3", "unknown config key 'train.max_stepz'; valid keys under train: max_steps"),
+        ("trian.max_steps=3", "unknown config key 'trian'"),
+        ("train.max_steps=many", "train.max_steps has the wrong type: expected int, got 'many'"),
+        ("train.max_steps=2.5", "train.max_steps has the wrong type"),
+        ("data.hflip=3", "data.hflip has the wrong type: expected bool"),
+        ("loss.gan_mode=wgan", "loss.gan_mode must be one of 'lsgan', 'vanilla', 'hinge'"),
+        ("train.betas=[0.5]", "train.betas must be a list of 2 values"),
+        ("model.generator.n_blokcs=2", "unknown config key 'model.generator.n_blokcs' for model.generator 'resnet'"),
+        ("model.generator.name=unet9000", "unknown generator 'unet9000'; valid generators: resnet"),
+        ("model.generator.in_channels=1", "is set from data.channels"),
+        ("model.discriminator.n_layers=x", "model.discriminator.n_layers has the wrong type"),
+        ("train", "must look like key=value"),
+    ],
+)
+def test_config_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=None) as error:
+        load_config(ROOT / "configs" / "default.yaml", [override])
+    assert message in str(error.value)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(ROOT / "configs" / "demo.yaml", ["train.lr_d=3e-4", "model.generator.upsample=transposed"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(config)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_cli_config_error_is_one_line_and_exit_code_2(capsys):
+    code = main(["train", "--config", str(ROOT / "configs" / "demo.yaml"), "train.bogus=1"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "unknown config key 'train.bogus'" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_cli_missing_data_folder_is_a_user_error(tmp_path, capsys):
+    code = main(["train", "--config", str(ROOT / "configs" / "demo.yaml"), f"output_dir={tmp_path}/run",
+                 f"data.blur={tmp_path}/missing", f"data.sharp={tmp_path}/missing"])  # fmt: skip
+    assert code == 2
+    assert "no such folder" in capsys.readouterr().err
