@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

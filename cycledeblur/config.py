@@ -71,9 +71,21 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     gan_mode: Literal["lsgan", "vanilla", "hinge"] = "lsgan"
+    adv_deblur: float = 1.0
+    """Weight of fooling the sharp-image judge. Lower trades hallucinated texture for fidelity: a blur kernel
+    averages away what the deblurring generator invents, so the cycle alone cannot punish it."""
+    adv_reblur: float = 1.0
+    """Weight of fooling the blurred-image judge (what makes the reblurred images, or kernels, realistic)."""
     cycle: float = 10.0
-    identity: float = 0.5
-    """Identity-loss weight as a fraction of `cycle`, as in the CycleGAN paper."""
+    cycle_trains_reblur: bool = True
+    """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its judge
+    alone. A kernel reblur generator then becomes a learned model of the camera's blur, instead of being pulled
+    to the trivial delta kernel whenever the young deblurrer cannot yet invert its blur."""
+    identity_deblur: float = 0.5
+    """Weight of deblur(sharp) == sharp, as a fraction of `cycle` (CycleGAN's identity loss)."""
+    identity_reblur: float = 0.5
+    """Weight of reblur(blurred) == blurred, as a fraction of `cycle`. Set 0 with the `kernel` reblur generator:
+    it pulls the predicted kernel to a delta, the trivial solution where nothing is deblurred."""
     tv: float = 0.0
     color: float = 0.0
     color_blur_sigma: float = 3.0

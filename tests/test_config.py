@@ -20,7 +20,8 @@ def test_default_config_is_the_reference_cyclegan():
     assert config.data.crop_size == 256
     assert config.model.generator.options["n_blocks"] == 9
     assert config.model.discriminator.options["n_layers"] == 3  # 70x70 PatchGAN
-    assert (config.loss.gan_mode, config.loss.cycle, config.loss.identity) == ("lsgan", 10.0, 0.5)
+    assert (config.loss.gan_mode, config.loss.cycle) == ("lsgan", 10.0)
+    assert (config.loss.identity_deblur, config.loss.identity_reblur) == (0.5, 0.5)
     assert (config.train.pool_size, config.train.lr_g, config.train.betas) == (50, 2e-4, (0.5, 0.999))
 
 
@@ -50,7 +51,7 @@ def test_dotted_overrides_are_typed():
         ("loss.gan_mode=wgan", "loss.gan_mode must be one of 'lsgan', 'vanilla', 'hinge'"),
         ("train.betas=[0.5]", "train.betas must be a list of 2 values"),
         ("model.generator.n_blokcs=2", "unknown config key 'model.generator.n_blokcs' for model.generator 'resnet'"),
-        ("model.generator.name=unet9000", "unknown generator 'unet9000'; valid generators: resnet"),
+        ("model.generator.name=unet9000", "unknown generator 'unet9000'; valid generators: kernel, resnet"),
         ("model.generator.in_channels=1", "is set from data.channels"),
         ("model.discriminator.n_layers=x", "model.discriminator.n_layers has the wrong type"),
         ("train", "must look like key=value"),

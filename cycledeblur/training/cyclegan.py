@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 
-from ..config import Config, config_to_dict, save_config
+from ..config import Config, LossConfig, config_to_dict, save_config
 from ..data import CropDataset, EpochSampler, load_image_source
 from ..errors import UserError
 from ..losses import color_consistency, discriminator_adversarial_loss, generator_adversarial_loss, total_variation
@@ -124,12 +126,17 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
         deblur, reblur, judge_sharp, judge_blurred, optimizer_g, optimizer_d, scheduler_g, scheduler_d,
         blurred_loader, sharp_loader,
     )  # fmt: skip
-    # The generator step must not train the judges; their unwrapped modules skip DDP's gradient hooks.
-    frozen_judge_sharp, frozen_judge_blurred = accelerator.unwrap_model(judge_sharp), accelerator.unwrap_model(judge_blurred)
+    # Networks used with frozen weights (the judges in the generator step) are called unwrapped, past DDP's hooks.
+    unwrapped = {
+        "reblur": accelerator.unwrap_model(reblur),
+        "judge_sharp": accelerator.unwrap_model(judge_sharp),
+        "judge_blurred": accelerator.unwrap_model(judge_blurred),
+    }
 
     state = TrainState()
-    fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=train_cfg.seed * 2 + 2 * accelerator.process_index)
-    fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=train_cfg.seed * 2 + 2 * accelerator.process_index + 1)
+    pool_seed = train_cfg.seed * 10_000 + 2 * accelerator.process_index  # distinct per run seed, rank and side
+    fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=pool_seed)
+    fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=pool_seed + 1)
     accelerator.register_for_checkpointing(state, fake_sharp_pool, fake_blurred_pool)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
@@ -141,8 +148,6 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
     sample_inputs = sample_batch([blurred_set.load(i) for i in sample_indices], train_cfg.sample_size, multiple)
     sample_inputs = sample_inputs.to(accelerator.device)
 
-    cycle_weight = loss_cfg.cycle
-    identity_weight = loss_cfg.identity * loss_cfg.cycle
     consumed = state.step * train_cfg.grad_accum_steps  # batches each loader has already delivered
     batches = zip(
         endless_batches(accelerator, blurred_loader, blurred_sampler, consumed),
@@ -158,38 +163,15 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
             blurred, sharp = next(batches)
             with accelerator.accumulate(deblur, reblur, judge_sharp, judge_blurred):
                 # Generators: fool the judges, and come back where they started.
-                frozen_judge_sharp.requires_grad_(False)
-                frozen_judge_blurred.requires_grad_(False)
-                fake_sharp = deblur(blurred)
-                fake_blurred = reblur(sharp)
-                terms = {
-                    "adv_deblur": generator_adversarial_loss(frozen_judge_sharp(fake_sharp), loss_cfg.gan_mode),
-                    "adv_reblur": generator_adversarial_loss(frozen_judge_blurred(fake_blurred), loss_cfg.gan_mode),
-                    "cycle": torch.nn.functional.l1_loss(reblur(fake_sharp), blurred)
-                    + torch.nn.functional.l1_loss(deblur(fake_blurred), sharp),
-                }
-                weights = {"adv_deblur": 1.0, "adv_reblur": 1.0, "cycle": cycle_weight}
-                if identity_weight > 0:
-                    terms["identity"] = torch.nn.functional.l1_loss(deblur(sharp), sharp) + torch.nn.functional.l1_loss(
-                        reblur(blurred), blurred
-                    )
-                    weights["identity"] = identity_weight
-                if loss_cfg.tv > 0:
-                    terms["tv"] = total_variation(fake_sharp)
-                    weights["tv"] = loss_cfg.tv
-                if loss_cfg.color > 0:
-                    terms["color"] = color_consistency(fake_sharp, blurred, loss_cfg.color_blur_sigma) + color_consistency(
-                        fake_blurred, sharp, loss_cfg.color_blur_sigma
-                    )
-                    weights["color"] = loss_cfg.color
+                fake_sharp, fake_blurred, terms, weights = generator_terms(
+                    deblur, reblur, unwrapped, blurred, sharp, loss_cfg
+                )
                 loss_g = sum(weights[name] * value for name, value in terms.items())
                 accelerator.backward(loss_g)
                 optimizer_g.step()
                 optimizer_g.zero_grad(set_to_none=True)
 
                 # Judges: real vs. generated (from the history pool), on detached fakes.
-                frozen_judge_sharp.requires_grad_(True)
-                frozen_judge_blurred.requires_grad_(True)
                 terms["d_sharp"] = discriminator_adversarial_loss(
                     judge_sharp(sharp), judge_sharp(fake_sharp_pool.query(fake_sharp.detach())), loss_cfg.gan_mode
                 )
@@ -231,6 +213,49 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
         write_generator(accelerator.unwrap_model(deblur), generator_dir, config, state.step, progress.last_losses)
     accelerator.end_training()
     return generator_dir
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`module` with its weights excluded from autograd: gradients still flow through it to its inputs."""
+    trainable = [p for p in module.parameters() if p.requires_grad]  # weights a user froze stay frozen
+    for parameter in trainable:
+        parameter.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+
+
+def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig):
+    """The generators' loss terms and their weights, plus the fakes (reused, detached, by the judges' step)."""
+    fake_sharp, fake_blurred = deblur(blurred), reblur(sharp)
+    with frozen(unwrapped["judge_sharp"]) as judge_sharp, frozen(unwrapped["judge_blurred"]) as judge_blurred:
+        terms = {
+            "adv_deblur": generator_adversarial_loss(judge_sharp(fake_sharp), loss_cfg.gan_mode),
+            "adv_reblur": generator_adversarial_loss(judge_blurred(fake_blurred), loss_cfg.gan_mode),
+        }
+    if loss_cfg.cycle_trains_reblur:
+        terms["cycle"] = F.l1_loss(reblur(fake_sharp), blurred) + F.l1_loss(deblur(fake_blurred), sharp)
+    else:
+        with frozen(unwrapped["reblur"]) as fixed_reblur:
+            terms["cycle"] = F.l1_loss(fixed_reblur(fake_sharp), blurred) + F.l1_loss(deblur(fake_blurred.detach()), sharp)
+    weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle": loss_cfg.cycle}
+    if loss_cfg.identity_deblur > 0:
+        terms["identity_deblur"] = F.l1_loss(deblur(sharp), sharp)
+        weights["identity_deblur"] = loss_cfg.identity_deblur * loss_cfg.cycle
+    if loss_cfg.identity_reblur > 0:
+        terms["identity_reblur"] = F.l1_loss(reblur(blurred), blurred)
+        weights["identity_reblur"] = loss_cfg.identity_reblur * loss_cfg.cycle
+    if loss_cfg.tv > 0:
+        terms["tv"] = total_variation(fake_sharp)
+        weights["tv"] = loss_cfg.tv
+    if loss_cfg.color > 0:
+        sigma = loss_cfg.color_blur_sigma
+        terms["color"] = color_consistency(fake_sharp, blurred, sigma) + color_consistency(fake_blurred, sharp, sigma)
+        weights["color"] = loss_cfg.color
+    return fake_sharp, fake_blurred, terms, weights
 
 
 @torch.no_grad()
