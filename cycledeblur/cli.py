@@ -81,6 +81,8 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from accelerate import PartialState
+
     from .config import load_config
     from .training import train
 
@@ -91,7 +93,8 @@ def run_train(args: argparse.Namespace) -> None:
         args.resume = True
     config = load_config(args.config, overrides)
     generator_dir = train(config, resume=args.resume)
-    Console().print(f"generator saved to [bold]{generator_dir}[/]")
+    if PartialState().is_main_process:
+        Console().print(f"generator saved to [bold]{generator_dir}[/]")
 
 
 def run_synth(args: argparse.Namespace) -> None:

@@ -67,7 +67,7 @@ def endless_batches(accelerator: Accelerator, loader: DataLoader, sampler: Epoch
     while True:
         source = accelerator.skip_first_batches(loader, skip) if skip else loader
         source.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)  # Accelerate forwards set_epoch two wrappers deep; skip + shard makes three
         yield from source
         epoch, skip = epoch + 1, 0
 
