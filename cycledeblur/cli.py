@@ -108,11 +108,8 @@ def run_synth(args: argparse.Namespace) -> None:
 
 
 def run_deblur(args: argparse.Namespace) -> None:
-    from .data import image_to_array, list_images, open_image, save_image_tensor
-    from .data.images import adapt_channels
+    from .data import list_images, read_image, save_image_tensor
     from .inference import Deblurrer, resolve_generator
-
-    import torch
 
     deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
     jobs = []
@@ -124,8 +121,7 @@ def run_deblur(args: argparse.Namespace) -> None:
         else:
             raise UserError(f"input not found: {item}")
     for source, target in jobs:
-        array, image_format = image_to_array(open_image(source))
-        image = adapt_channels(torch.from_numpy(array).permute(2, 0, 1), deblurrer.channels, str(source))
+        image, image_format = read_image(source, deblurrer.channels)
         save_image_tensor(deblurrer(image), target, image_format)
     Console().print(f"deblurred {len(jobs)} images into [bold]{args.out}[/]")
 

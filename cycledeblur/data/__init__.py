@@ -2,7 +2,7 @@
 
 from .crops import CropDataset, EpochSampler, build_augmentation
 from ..image_files import list_images, open_image
-from .images import ImageFormat, adapt_channels, image_to_array, load_image_tensor, save_image_tensor
+from .images import ImageFormat, adapt_channels, image_to_array, load_image_tensor, read_image, save_image_tensor
 from .sources import load_image_source
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "load_image_source",
     "load_image_tensor",
     "open_image",
+    "read_image",
     "save_image_tensor",
 ]

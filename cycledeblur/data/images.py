@@ -63,11 +63,18 @@ def adapt_channels(tensor: torch.Tensor, channels: int, name: str = "image") -> 
     raise UserError(f"{name} has {have} channels and cannot be converted to the model's {channels}")
 
 
-def load_image_tensor(source: str | Path | bytes, channels: int, name: str | None = None) -> torch.Tensor:
-    """Decode an image file (or its bytes) to a float CxHxW tensor in [0, 1] with `channels` channels."""
+def read_image(source: str | Path | bytes, channels: int, name: str | None = None) -> tuple[torch.Tensor, ImageFormat]:
+    """Decode an image file (or its bytes) to a float CxHxW tensor in [0, 1] with `channels` channels, and the
+    format it was stored in (so an output can be written back alike)."""
     name = name or str(source)
-    array, _ = image_to_array(open_image(source, name))
-    return adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)
+    array, image_format = image_to_array(open_image(source, name))
+    tensor = adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)
+    return tensor, image_format
+
+
+def load_image_tensor(source: str | Path | bytes, channels: int, name: str | None = None) -> torch.Tensor:
+    """`read_image` without the format."""
+    return read_image(source, channels, name)[0]
 
 
 def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: ImageFormat) -> None:
