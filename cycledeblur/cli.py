@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     deblur.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
     deblur.add_argument("--out", required=True, type=Path, help="output folder")
-    add_device_arguments(deblur)
+    add_inference_arguments(deblur)
     deblur.set_defaults(run=run_deblur)
 
     evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a model on paired blurred/sharp images")
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
     evaluate.add_argument("--sharp", required=True, type=Path, help="folder of sharp images with the same names")
     evaluate.add_argument("--json", type=Path, help="write the scores to this JSON file")
-    add_device_arguments(evaluate)
+    add_inference_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
     return parser
 
@@ -75,9 +75,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--tile", type=int, default=None, help="process images larger than this as tiles (pixels)")
+    parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
+    parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+
+
+def build_deblurrer(args: argparse.Namespace):
+    from .inference import Deblurrer, resolve_generator
+
+    return Deblurrer(
+        resolve_generator(args.model), device=args.device, precision=args.precision,
+        tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+    )  # fmt: skip
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -108,10 +120,11 @@ def run_synth(args: argparse.Namespace) -> None:
 
 
 def run_deblur(args: argparse.Namespace) -> None:
-    from .data import list_images, read_image, save_image_tensor
-    from .inference import Deblurrer, resolve_generator
+    from rich.progress import track
 
-    deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
+    from .data import list_images, read_image, save_image_tensor
+
+    deblurrer = build_deblurrer(args)
     jobs = []
     for item in args.inputs:
         if item.is_dir():
@@ -120,7 +133,7 @@ def run_deblur(args: argparse.Namespace) -> None:
             jobs.append((item, args.out / item.name))
         else:
             raise UserError(f"input not found: {item}")
-    for source, target in jobs:
+    for source, target in track(jobs, description="deblurring", transient=True):
         image, image_format = read_image(source, deblurrer.channels)
         save_image_tensor(deblurrer(image), target, image_format)
     Console().print(f"deblurred {len(jobs)} images into [bold]{args.out}[/]")
@@ -128,9 +141,8 @@ def run_deblur(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from .evaluation import evaluate_pairs, print_report, write_json
-    from .inference import Deblurrer, resolve_generator
 
-    deblurrer = Deblurrer(resolve_generator(args.model), device=args.device, precision=args.precision)
+    deblurrer = build_deblurrer(args)
     report = evaluate_pairs(deblurrer, args.blur, args.sharp, deblurrer.channels)
     print_report(report)
     if args.json:

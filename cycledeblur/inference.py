@@ -25,27 +25,85 @@ def resolve_generator(model: str | Path) -> torch.nn.Module:
     return load_generator(str(model))
 
 
-class Deblurrer:
-    """Applies a generator to CxHxW images in [0, 1] of any size, padding to the network's stride and back."""
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering `length`, neighbours overlapping by at least `overlap`."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
 
-    def __init__(self, generator: torch.nn.Module, device: str = "cpu", precision: str = "fp32"):
+
+def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """Weights that ramp linearly over `overlap` pixels at each edge: neighbouring tiles cross-fade, no seam."""
+
+    def ramp(length: int) -> torch.Tensor:
+        position = torch.arange(length, dtype=torch.float32)
+        distance_to_edge = torch.minimum(position, length - 1 - position)
+        return ((distance_to_edge + 1) / (overlap + 1)).clamp(max=1.0)
+
+    return ramp(height)[:, None] * ramp(width)[None, :]
+
+
+class Deblurrer:
+    """Applies a generator to CxHxW images in [0, 1] of any size.
+
+    Images are padded to the network's stride and cropped back. With `tile`, larger images are processed as
+    overlapping tiles (`batch_size` at a time) blended with linear cross-fades, so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        device: str = "cpu",
+        precision: str = "fp32",
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        batch_size: int = 1,
+    ):
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         if precision not in dtypes:
             raise UserError(f"--precision {precision}: choose one of {', '.join(dtypes)}")
+        if tile is not None and not 0 <= tile_overlap < tile:
+            raise UserError(f"--tile-overlap {tile_overlap} must be at least 0 and smaller than --tile {tile}")
+        if batch_size < 1:
+            raise UserError(f"--batch-size {batch_size} must be at least 1")
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
         self.autocast_dtype = dtypes[precision]
         self.multiple = generator.size_multiple
         self.channels = generator.in_channels
+        self.tile, self.tile_overlap, self.batch_size = tile, tile_overlap, batch_size
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
+        if self.tile is None or (height <= self.tile and width <= self.tile):
+            return self._run(image.unsqueeze(0))[0].cpu()
+        output = torch.zeros(image.shape, dtype=torch.float32)
+        total_weight = torch.zeros(height, width)
+        boxes = [
+            (top, left, min(self.tile, height), min(self.tile, width))
+            for top in tile_starts(height, self.tile, self.tile_overlap)
+            for left in tile_starts(width, self.tile, self.tile_overlap)
+        ]
+        for first in range(0, len(boxes), self.batch_size):
+            group = boxes[first : first + self.batch_size]
+            tiles = torch.stack([image[:, t : t + h, l : l + w] for t, l, h, w in group])
+            for (top, left, tile_h, tile_w), result in zip(group, self._run(tiles).cpu()):
+                weight = blend_window(tile_h, tile_w, self.tile_overlap)
+                output[:, top : top + tile_h, left : left + tile_w] += result * weight
+                total_weight[top : top + tile_h, left : left + tile_w] += weight
+        return output / total_weight
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        """N x C x H x W in [0, 1] -> the generator's output in [0, 1], on the device."""
+        height, width = batch.shape[-2:]
         pad_bottom, pad_right = -height % self.multiple, -width % self.multiple
-        batch = image.unsqueeze(0).to(self.device, torch.float32) * 2 - 1
+        batch = batch.to(self.device, torch.float32) * 2 - 1
         # Reflection keeps the padded border image-like, so the network sees no artificial edge there.
         mode = "reflect" if pad_bottom < height and pad_right < width else "replicate"
         batch = F.pad(batch, (0, pad_right, 0, pad_bottom), mode=mode)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             output = self.generator(batch)
-        return output[0, :, :height, :width].float().add(1).div(2).clamp(0, 1).cpu()
+        return output[:, :, :height, :width].float().add(1).div(2).clamp(0, 1)

@@ -1,0 +1,51 @@
+"""Tiled inference: large images in bounded memory, with no visible seams."""
+
+import pytest
+import torch
+
+from cycledeblur.errors import UserError
+from cycledeblur.inference import Deblurrer, tile_starts
+from cycledeblur.models import ResnetGenerator
+
+from .conftest import photo
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 40, 8), (600, 128, 32), (129, 128, 32), (64, 128, 32)])
+def test_tiles_cover_the_length_with_the_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    covered = torch.zeros(length, dtype=torch.bool)
+    for start in starts:
+        covered[start : start + tile] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] + min(tile, length) == length
+    assert all(later - earlier <= tile - overlap for earlier, later in zip(starts, starts[1:]))
+
+
+@pytest.fixture(scope="module")
+def convolutional_generator():
+    """A randomised ResNet without normalisation: translation-equivariant up to padding, so tiling can be exact."""
+    torch.manual_seed(0)
+    generator = ResnetGenerator(base_channels=8, n_blocks=2, norm="none")
+    with torch.no_grad():
+        for parameter in generator.parameters():
+            parameter.normal_(0, 0.05)
+    return generator
+
+
+def test_tiled_output_matches_the_whole_image(convolutional_generator):
+    image = torch.from_numpy(photo("coffee", 320)[:, :300].copy()).permute(2, 0, 1).float() / 255  # 300 x 320
+    whole = Deblurrer(convolutional_generator)(image)
+    assert (whole - image).abs().mean() > 5e-3  # the model really changes the photo
+    tiled = Deblurrer(convolutional_generator, tile=128, tile_overlap=32, batch_size=3)(image)
+    assert tiled.shape == image.shape
+    blended_error = (tiled - whole).abs().max()
+    assert blended_error < 2e-3
+    # Without overlap, every tile border is a seam: the cross-fade is what removes them.
+    abutting = Deblurrer(convolutional_generator, tile=128, tile_overlap=0)(image)
+    assert (abutting - whole).abs().max() > 3 * blended_error
+
+
+def test_tile_arguments_are_checked(convolutional_generator):
+    with pytest.raises(UserError, match="--tile-overlap 64 must be at least 0 and smaller than --tile 64"):
+        Deblurrer(convolutional_generator, tile=64, tile_overlap=64)
+    with pytest.raises(UserError, match="--batch-size 0"):
+        Deblurrer(convolutional_generator, tile=64, batch_size=0)
