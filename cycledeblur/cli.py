@@ -56,11 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(deblur)
     deblur.set_defaults(run=run_deblur)
 
-    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a model on paired blurred/sharp images")
+    evaluate = commands.add_parser(
+        "evaluate", help="PSNR/SSIM on paired images, or a no-reference sharpness report without --sharp"
+    )
     evaluate.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
     evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
-    evaluate.add_argument("--sharp", required=True, type=Path, help="folder of sharp images with the same names")
-    evaluate.add_argument("--json", type=Path, help="write the scores to this JSON file")
+    evaluate.add_argument("--sharp", type=Path, help="folder of sharp images with the same names (optional)")
+    evaluate.add_argument("--json", type=Path, help="write the mean and per-image scores to this JSON file")
+    evaluate.add_argument("--csv", type=Path, help="write the per-image scores to this CSV file")
     add_inference_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
     return parser
@@ -140,13 +143,18 @@ def run_deblur(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_pairs, print_report, write_json
+    from .evaluation import evaluate_pairs, evaluate_sharpness, print_report, write_csv, write_json
 
     deblurrer = build_deblurrer(args)
-    report = evaluate_pairs(deblurrer, args.blur, args.sharp, deblurrer.channels)
+    if args.sharp is None:
+        report = evaluate_sharpness(deblurrer, args.blur)
+    else:
+        report = evaluate_pairs(deblurrer, args.blur, args.sharp)
     print_report(report)
     if args.json:
         write_json(report, args.json)
+    if args.csv:
+        write_csv(report, args.csv)
 
 
 if __name__ == "__main__":

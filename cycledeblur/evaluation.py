@@ -1,23 +1,34 @@
-"""Paired evaluation: PSNR and SSIM (torchmetrics) of the blurred input and of the model output vs. the sharp image."""
+"""Scoring a model: full-reference metrics on paired images, or a no-reference sharpness report.
+
+Paired (blurred and sharp images with the same names): PSNR and SSIM from torchmetrics, and LPIPS when its
+backbone weights are already on disk (never downloaded, never faked). Unpaired real photos have no ground truth:
+then the report compares the sharpness of input and output (Laplacian variance, gradient energy).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .data import list_images, load_image_tensor
 from .errors import UserError
 from .inference import Deblurrer
 
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+# torchvision's AlexNet weights, LPIPS's default backbone: used only if a previous download left them on disk.
+_LPIPS_BACKBONE = "alexnet-owt-7be5be79.pth"
+
 
 @dataclass
-class PairScores:
+class ImageScores:
     name: str
     input: dict[str, float]
     output: dict[str, float]
@@ -25,26 +36,56 @@ class PairScores:
 
 @dataclass
 class EvaluationReport:
-    pairs: list[PairScores] = field(default_factory=list)
+    kind: str  # "paired" or "no-reference"
+    images: list[ImageScores] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
 
     def mean(self, side: str) -> dict[str, float]:
-        scores = [getattr(pair, side) for pair in self.pairs]
+        scores = [getattr(image, side) for image in self.images]
         return {metric: sum(s[metric] for s in scores) / len(scores) for metric in scores[0]}
 
     def to_dict(self) -> dict:
         return {
-            "n_images": len(self.pairs),
+            "kind": self.kind,
+            "n_images": len(self.images),
             "input": self.mean("input"),
             "output": self.mean("output"),
-            "per_image": [{"name": p.name, "input": p.input, "output": p.output} for p in self.pairs],
+            "unavailable": self.unavailable,
+            "per_image": [{"name": i.name, "input": i.input, "output": i.output} for i in self.images],
         }
 
 
-def image_scores(image: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    image, reference = image.unsqueeze(0), reference.unsqueeze(0)
+class FullReferenceMetrics:
+    """PSNR, SSIM and (when its weights are on disk) LPIPS of an image against its sharp reference."""
+
+    def __init__(self):
+        self.lpips, self.unavailable = None, {}
+        backbone = Path(torch.hub.get_dir()) / "checkpoints" / _LPIPS_BACKBONE
+        if backbone.is_file():
+            from torchmetrics.image import LearnedPerceptualImagePatchSimilarity
+
+            self.lpips = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True)
+        else:
+            self.unavailable["lpips"] = f"backbone weights not found at {backbone} (no download is attempted)"
+
+    def __call__(self, image: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+        image, reference = image.unsqueeze(0), reference.unsqueeze(0)
+        scores = {
+            "psnr": float(peak_signal_noise_ratio(image, reference, data_range=1.0)),
+            "ssim": float(structural_similarity_index_measure(image, reference, data_range=1.0)),
+        }
+        if self.lpips is not None and image.shape[1] == 3:
+            scores["lpips"] = float(self.lpips(image, reference))
+        return scores
+
+
+def sharpness_scores(image: torch.Tensor) -> dict[str, float]:
+    """No-reference sharpness of a CxHxW image in [0, 1]: both grow as blur is removed (and with noise)."""
+    luminance = image.mean(0, keepdim=True).unsqueeze(0)
+    dy, dx = image_gradients(luminance)
     return {
-        "psnr": float(peak_signal_noise_ratio(image, reference, data_range=1.0)),
-        "ssim": float(structural_similarity_index_measure(image, reference, data_range=1.0)),
+        "laplacian_var": float(F.conv2d(luminance, _LAPLACIAN).var()),
+        "gradient_energy": float((dx.square() + dy.square()).mean()),
     }
 
 
@@ -64,32 +105,71 @@ def matching_pairs(blur_dir: Path, sharp_dir: Path) -> list[tuple[str, Path, Pat
     return pairs
 
 
-def evaluate_pairs(deblurrer: Deblurrer, blur_dir: Path, sharp_dir: Path, channels: int) -> EvaluationReport:
-    report = EvaluationReport()
+def evaluate_pairs(deblurrer: Deblurrer, blur_dir: Path, sharp_dir: Path) -> EvaluationReport:
+    metrics = FullReferenceMetrics()
+    report = EvaluationReport("paired", unavailable=metrics.unavailable)
     for name, blurred_path, sharp_path in matching_pairs(blur_dir, sharp_dir):
-        blurred = load_image_tensor(blurred_path, channels)
-        sharp = load_image_tensor(sharp_path, channels)
+        blurred = load_image_tensor(blurred_path, deblurrer.channels)
+        sharp = load_image_tensor(sharp_path, deblurrer.channels)
         if blurred.shape != sharp.shape:
             raise UserError(f"{blurred_path} is {tuple(blurred.shape)} but {sharp_path} is {tuple(sharp.shape)}")
-        report.pairs.append(PairScores(name, image_scores(blurred, sharp), image_scores(deblurrer(blurred), sharp)))
+        report.images.append(ImageScores(name, metrics(blurred, sharp), metrics(deblurrer(blurred), sharp)))
     return report
+
+
+def evaluate_sharpness(deblurrer: Deblurrer, blur_dir: Path) -> EvaluationReport:
+    if not blur_dir.is_dir():
+        raise UserError(f"--blur {blur_dir}: no such folder")
+    paths = list_images(blur_dir)
+    if not paths:
+        raise UserError(f"--blur {blur_dir} contains no images")
+    report = EvaluationReport("no-reference")
+    for path in paths:
+        blurred = load_image_tensor(path, deblurrer.channels)
+        name = path.relative_to(blur_dir).with_suffix("").as_posix()
+        report.images.append(ImageScores(name, sharpness_scores(blurred), sharpness_scores(deblurrer(blurred))))
+    return report
+
+
+_COLUMNS = {  # metric -> (column title, format spec)
+    "psnr": ("PSNR (dB)", ".2f"),
+    "ssim": ("SSIM", ".4f"),
+    "lpips": ("LPIPS (lower is better)", ".4f"),
+    "laplacian_var": ("Laplacian variance", ".3g"),
+    "gradient_energy": ("gradient energy", ".3g"),
+}
 
 
 def print_report(report: EvaluationReport, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"Deblurring quality on {len(report.pairs)} paired images (mean)")
-    table.add_column("images")
-    table.add_column("PSNR (dB)", justify="right")
-    table.add_column("SSIM", justify="right")
+    what = "paired images" if report.kind == "paired" else "images, no reference: sharpness"
+    table = Table(title=f"Deblurring on {len(report.images)} {what} (mean)")
     inputs, outputs = report.mean("input"), report.mean("output")
-    table.add_row("blurred input", f"{inputs['psnr']:.2f}", f"{inputs['ssim']:.4f}")
-    table.add_row("model output", f"{outputs['psnr']:.2f}", f"{outputs['ssim']:.4f}")
-    table.add_row(
-        "gain", f"{outputs['psnr'] - inputs['psnr']:+.2f}", f"{outputs['ssim'] - inputs['ssim']:+.4f}", style="bold"
-    )
+    table.add_column("images")
+    for metric in inputs:
+        table.add_column(_COLUMNS[metric][0], justify="right")
+    table.add_row("blurred input", *(format(v, _COLUMNS[m][1]) for m, v in inputs.items()))
+    table.add_row("model output", *(format(v, _COLUMNS[m][1]) for m, v in outputs.items()))
+    if report.kind == "paired":
+        table.add_row("gain", *(format(outputs[m] - inputs[m], "+" + _COLUMNS[m][1]) for m in inputs), style="bold")
+    else:
+        table.add_row("output / input", *(f"{outputs[m] / max(inputs[m], 1e-12):.2f}x" for m in inputs), style="bold")
     console.print(table)
+    for metric, reason in report.unavailable.items():
+        console.print(f"{metric}: unavailable, {reason}", soft_wrap=True)
 
 
 def write_json(report: EvaluationReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_dict(), indent=2))
+
+
+def write_csv(report: EvaluationReport, path: Path) -> None:
+    """One row per image: name, then input_<metric> and output_<metric> for every metric."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = list(report.images[0].input)
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["name", *(f"input_{m}" for m in metrics), *(f"output_{m}" for m in metrics)])
+        for image in report.images:
+            writer.writerow([image.name, *(image.input[m] for m in metrics), *(image.output[m] for m in metrics)])

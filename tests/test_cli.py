@@ -1,5 +1,6 @@
 """The user-facing commands on a tiny model trained once for the module, on real photos."""
 
+import csv
 import json
 
 import numpy as np
@@ -38,16 +39,42 @@ def test_synth_command_writes_unpaired_and_paired_sets(photo_folder, tmp_path, c
     assert main(["synth", "--sharp", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_evaluate_writes_the_documented_json(trained_run, paired, tmp_path, capsys):
-    out = tmp_path / "scores.json"
+def test_evaluate_writes_the_documented_json_and_csv(trained_run, paired, tmp_path, capsys):
+    out, table = tmp_path / "scores.json", tmp_path / "scores.csv"
     code = main(["evaluate", "--model", str(trained_run), "--blur", str(paired / "blur"), "--sharp",
-                 str(paired / "sharp"), "--json", str(out)])  # fmt: skip
+                 str(paired / "sharp"), "--json", str(out), "--csv", str(table)])  # fmt: skip
     assert code == 0
     scores = json.loads(out.read_text())
-    assert scores["n_images"] == 6
+    assert scores["n_images"] == 6 and scores["kind"] == "paired"
     for side in ("input", "output"):
         assert 10 < scores[side]["psnr"] < 60 and 0 < scores[side]["ssim"] <= 1
-    assert "PSNR" in capsys.readouterr().out
+    assert "lpips" in scores["unavailable"]  # no backbone weights offline: reported, not faked
+    printed = capsys.readouterr().out
+    assert "PSNR" in printed and "lpips: unavailable" in printed
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 6 and {"name", "input_psnr", "output_ssim"} <= set(rows[0])
+    per_image_psnr = [float(row["input_psnr"]) for row in rows]
+    assert sum(per_image_psnr) / 6 == pytest.approx(scores["input"]["psnr"])
+
+
+def test_evaluate_without_sharp_reports_sharpness(trained_run, paired, tmp_path, capsys):
+    out = tmp_path / "sharpness.json"
+    assert main(["evaluate", "--model", str(trained_run), "--blur", str(paired / "blur"), "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["kind"] == "no-reference" and scores["n_images"] == 6
+    assert set(scores["input"]) == {"laplacian_var", "gradient_energy"}
+    assert "Laplacian variance" in capsys.readouterr().out
+
+
+def test_sharpness_scores_rank_sharp_above_blurred(paired):
+    from cycledeblur.data import load_image_tensor
+    from cycledeblur.evaluation import sharpness_scores
+
+    for path in sorted((paired / "sharp").iterdir()):
+        sharp = sharpness_scores(load_image_tensor(path, 3))
+        blurred = sharpness_scores(load_image_tensor(paired / "blur" / path.name, 3))
+        assert sharp["laplacian_var"] > blurred["laplacian_var"], path.name
+        assert sharp["gradient_energy"] > blurred["gradient_energy"], path.name
 
 
 def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
