@@ -83,12 +83,20 @@ def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
     Image.fromarray(photo("coffee", 90)[:77]).save(inputs / "odd_size.png")  # 90x77: not a multiple of 4
     Image.fromarray(photo("camera", 64).astype(np.uint16) * 257).save(inputs / "gray16.png")
     Image.fromarray(photo("chelsea", 64)).save(inputs / "cat.jpg")
+    from cycledeblur.image_files import read_pixels, write_pixels
+
+    write_pixels(photo("rocket", 64).astype(np.uint16) * 257, inputs / "rgb16.png")
+    write_pixels(photo("rocket", 64).astype(np.uint16) * 257, inputs / "rgb16.tif")
     assert main(["deblur", "--model", str(trained_run / "generator"), str(inputs), "--out", str(tmp_path / "out")]) == 0
     odd = Image.open(tmp_path / "out" / "odd_size.png")
     assert odd.size == (90, 77) and odd.mode == "RGB"
     gray = Image.open(tmp_path / "out" / "gray16.png")
     assert gray.mode.startswith("I") and np.asarray(gray).max() > 255  # still 16-bit, still one channel
     assert Image.open(tmp_path / "out" / "cat.jpg").format == "JPEG"
+    for name in ("rgb16.png", "rgb16.tif"):
+        pixels = read_pixels(tmp_path / "out" / name)
+        assert pixels.dtype == np.uint16 and pixels.shape == (64, 64, 3), name
+        assert (pixels % 257).any(), name  # values between the 8-bit levels: really 16-bit, not upcast 8-bit
 
 
 def test_model_folder_errors_are_user_errors(tmp_path, paired, capsys):

@@ -133,3 +133,33 @@ def test_flat_crops_are_redrawn(tmp_path):
     flat = lambda crop: bool(crop.flatten(1).std(dim=1).min() == 0)  # noqa: E731
     assert any(flat(kept[(epoch, 0)]) for epoch in range(40))
     assert not any(flat(redrawn[(epoch, 0)]) for epoch in range(40))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_sixteen_bit_color_round_trips_exactly(tmp_path, suffix):
+    """Pillow alone would read 16-bit color as 8-bit: the stored precision must survive read and write."""
+    from cycledeblur.data import read_image, save_image_tensor
+
+    pixels = photo("astronaut", 48).astype(np.uint16) * 257 + np.arange(48, dtype=np.uint16)[None, :, None]
+    from cycledeblur.image_files import read_pixels, write_pixels
+
+    write_pixels(pixels, tmp_path / f"in{suffix}")
+    assert np.array_equal(read_pixels(tmp_path / f"in{suffix}"), pixels)
+    image, image_format = read_image(tmp_path / f"in{suffix}", channels=3)
+    assert (image_format.bit_depth, image_format.channels) == (16, 3)
+    save_image_tensor(image, tmp_path / f"out{suffix}", image_format)
+    assert np.array_equal(read_pixels(tmp_path / f"out{suffix}"), pixels)
+
+
+def test_float_tiff_and_corrupt_tiff(tmp_path):
+    import tifffile
+
+    from cycledeblur.data import read_image
+
+    gray = photo("camera", 40).astype(np.float32) / 255
+    tifffile.imwrite(tmp_path / "float.tif", gray)
+    image, image_format = read_image(tmp_path / "float.tif", channels=1)
+    assert image_format.bit_depth == 32 and torch.allclose(image[0], torch.from_numpy(gray))
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
+    with pytest.raises(UserError, match="broken.tif"):
+        read_image(tmp_path / "broken.tif", channels=1)

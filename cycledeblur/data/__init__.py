@@ -2,7 +2,7 @@
 
 from .crops import CropDataset, EpochSampler, build_augmentation
 from ..image_files import list_images, open_image
-from .images import ImageFormat, adapt_channels, image_to_array, load_image_tensor, read_image, save_image_tensor
+from .images import ImageFormat, adapt_channels, load_image_tensor, pixels_to_array, read_image, save_image_tensor
 from .sources import load_image_source
 
 __all__ = [
@@ -11,11 +11,11 @@ __all__ = [
     "ImageFormat",
     "adapt_channels",
     "build_augmentation",
-    "image_to_array",
     "list_images",
     "load_image_source",
     "load_image_tensor",
     "open_image",
+    "pixels_to_array",
     "read_image",
     "save_image_tensor",
 ]

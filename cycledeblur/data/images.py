@@ -7,13 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import UserError
-from ..image_files import open_image
-
-# PIL modes whose pixels are not plain channel values: convert them to one whose pixels are.
-_MODE_FOR_DECODING = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+from ..image_files import read_pixels, write_pixels
 
 
 @dataclass(frozen=True)
@@ -24,26 +20,17 @@ class ImageFormat:
     channels: int
 
 
-def image_to_array(image: Image.Image) -> tuple[np.ndarray, ImageFormat]:
-    """A float32 HxWxC array in [0, 1] and the format the image was stored in."""
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif image.mode in _MODE_FOR_DECODING:
-        image = image.convert(_MODE_FOR_DECODING[image.mode])
-    pixels = np.asarray(image)
+def pixels_to_array(pixels: np.ndarray) -> tuple[np.ndarray, ImageFormat]:
+    """Stored pixels (H x W x C) as float32 in [0, 1], and the format they were stored in."""
     if pixels.dtype == np.uint8:
         array, bit_depth = pixels.astype(np.float32) / 255.0, 8
-    elif pixels.dtype.kind in "ui":  # I;16 variants, and mode "I" holding 16-bit PNG/TIFF values
+    elif pixels.dtype == np.uint16:
         array, bit_depth = pixels.astype(np.float32) / 65535.0, 16
     elif pixels.dtype.kind == "f":
         array, bit_depth = pixels.astype(np.float32), 32
-    elif pixels.dtype == bool:
-        array, bit_depth = pixels.astype(np.float32), 8
     else:
-        raise UserError(f"unsupported pixel type {pixels.dtype} (PIL mode {image.mode})")
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return np.clip(array, 0.0, 1.0), ImageFormat(bit_depth=bit_depth, channels=array.shape[2])
+        raise UserError(f"unsupported pixel type {pixels.dtype}")
+    return np.clip(array, 0.0, 1.0), ImageFormat(bit_depth=bit_depth, channels=pixels.shape[2])
 
 
 def adapt_channels(tensor: torch.Tensor, channels: int, name: str = "image") -> torch.Tensor:
@@ -67,7 +54,7 @@ def read_image(source: str | Path | bytes, channels: int, name: str | None = Non
     """Decode an image file (or its bytes) to a float CxHxW tensor in [0, 1] with `channels` channels, and the
     format it was stored in (so an output can be written back alike)."""
     name = name or str(source)
-    array, image_format = image_to_array(open_image(source, name))
+    array, image_format = pixels_to_array(read_pixels(source, name))
     tensor = adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)
     return tensor, image_format
 
@@ -79,17 +66,12 @@ def load_image_tensor(source: str | Path | bytes, channels: int, name: str | Non
 
 def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: ImageFormat) -> None:
     """Write a CxHxW tensor in [0, 1] with the bit depth and channel count of `image_format`."""
-    path = Path(path)
     tensor = adapt_channels(tensor.detach().float().cpu().clamp(0, 1), image_format.channels, str(path))
     array = tensor.permute(1, 2, 0).numpy()
-    if image_format.channels == 1:
-        array = array[:, :, 0]
-    if image_format.bit_depth == 16 and array.ndim == 2:
-        image = Image.fromarray(np.round(array * 65535).astype(np.uint16))
-    elif image_format.bit_depth == 32 and array.ndim == 2:
-        image = Image.fromarray(array.astype(np.float32), mode="F")
+    if image_format.bit_depth == 16:
+        pixels = np.round(array * 65535).astype(np.uint16)
+    elif image_format.bit_depth == 32:
+        pixels = array.astype(np.float32)
     else:
-        # PIL stores color only as 8-bit; 16-bit color is written as 8-bit rather than losing the file.
-        image = Image.fromarray(np.round(array * 255).astype(np.uint8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+        pixels = np.round(array * 255).astype(np.uint8)
+    write_pixels(pixels, path)
