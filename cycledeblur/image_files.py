@@ -84,8 +84,6 @@ def _pil_pixels(image: Image.Image) -> np.ndarray:
     pixels = np.asarray(image)
     if pixels.dtype.kind in "ui" and pixels.itemsize > 1:  # "I;16*", and mode "I" holding 16-bit values
         pixels = pixels.clip(0, 65535).astype(np.uint16)
-    if pixels.dtype == bool:
-        pixels = pixels.astype(np.uint8) * 255
     return pixels if pixels.ndim == 3 else pixels[:, :, None]
 
 
