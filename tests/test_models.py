@@ -273,7 +273,7 @@ def test_kernel_generator_blurs_with_a_valid_kernel_per_image(astronaut):
     kernels = generator.kernels(images)
     assert kernels.shape == (2, 9, 9)
     assert torch.allclose(kernels.sum((1, 2)), torch.ones(2)) and (kernels >= 0).all()
-    blurred = generator(images)
+    blurred = generator.eval()(images)  # eval: no sensor noise on top of the blur
     assert blurred.shape == images.shape
     # A blur keeps the mean and removes high frequencies: the Laplacian energy drops.
     assert torch.allclose(blurred.mean((2, 3)), images.mean((2, 3)), atol=0.02)
@@ -288,9 +288,91 @@ def test_kernel_generator_blurs_with_a_valid_kernel_per_image(astronaut):
 def test_kernel_generator_round_trips_and_rejects_bad_sizes(tmp_path, astronaut):
     from cycledeblur.models import KernelBlurGenerator
 
-    generator = randomised(KernelBlurGenerator(kernel_size=5, base_channels=4))
+    generator = randomised(KernelBlurGenerator(kernel_size=5, base_channels=4)).eval()
     generator.save_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))
     with pytest.raises(ConfigError, match="odd"):
         KernelBlurGenerator(kernel_size=4)
+
+
+def test_kernel_generator_adds_its_predicted_noise_only_in_training(astronaut):
+    from cycledeblur.models import KernelBlurGenerator
+
+    generator = KernelBlurGenerator(kernel_size=5, base_channels=4, initial_noise=0.02)
+    clean = generator.eval()(astronaut)
+    assert torch.equal(generator(astronaut), clean)  # eval: deterministic, no noise
+    noisy = generator.train()(astronaut)
+    # 0.02 of the [0, 1] range is 0.04 on the [-1, 1] scale the networks use.
+    assert (noisy - clean).std().item() == pytest.approx(0.04, rel=0.05)
+    # The noise level is an output of the network, so the judge's gradient reaches it.
+    (noisy - clean).square().mean().backward()
+    assert generator.predictor.head.bias.grad[-1] > 0
+    assert torch.equal(KernelBlurGenerator(kernel_size=5, base_channels=4, noise=False).train()(astronaut), clean)
+
+
+def blurred_photo(astronaut: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    from cycledeblur.models.kernel import convolve
+
+    return convolve(astronaut, torch.from_numpy(kernel).float()[None])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "motion", "defocus"])
+def test_wiener_deconvolution_with_the_true_kernel_restores_the_photo(astronaut, kind):
+    from cycledeblur.models.wiener import wiener_deconvolve
+    from cycledeblur.synth.kernels import random_kernel
+
+    kernel = random_kernel(np.random.default_rng(3), kind)
+    blurred = blurred_photo(astronaut, kernel)
+    restored = wiener_deconvolve(blurred, torch.from_numpy(kernel).float()[None], torch.tensor([1e-4]))
+    error = lambda image: (image - astronaut)[..., 8:-8, 8:-8].abs().mean().item()  # noqa: E731
+    assert error(restored) < 0.5 * error(blurred)
+
+
+def test_wiener_generator_starts_near_the_identity_and_handles_any_size(astronaut):
+    from cycledeblur.models import WienerDeblurGenerator
+
+    generator = WienerDeblurGenerator(kernel_size=9, base_channels=4, refine_channels=4)
+    kernels, regularization, gate = generator.estimate(astronaut)
+    assert kernels.shape == (1, 9, 9) and torch.allclose(kernels.sum((1, 2)), torch.ones(1))
+    assert gate.item() == pytest.approx(0.018, abs=1e-3) and regularization.item() == pytest.approx(3e-3)
+    with torch.no_grad():
+        assert (generator(astronaut) - astronaut).abs().mean() < 0.01
+        for height, width in [(64, 37), (5, 3), (1, 1)]:  # odd, smaller than the kernel, a single pixel
+            assert generator(astronaut[..., :height, :width]).shape == (1, 3, height, width)
+
+
+@pytest.mark.parametrize("family", ["free", "gaussian"])
+def test_wiener_generator_opened_fully_deconvolves_its_kernel(astronaut, family):
+    from cycledeblur.models import WienerDeblurGenerator
+    from cycledeblur.models.wiener import GATE_SCALE
+
+    generator = WienerDeblurGenerator(kernel_size=9, kernel_family=family, base_channels=4, refine_layers=0)
+    with torch.no_grad():
+        generator.predictor.head.bias[-1] = 20 / GATE_SCALE  # gate = sigmoid(20): the full deconvolution
+    kernels = generator.estimate(astronaut)[0].detach()
+    blurred = blurred_photo(astronaut, kernels[0].double().numpy())
+    with torch.no_grad():
+        restored = generator(blurred)
+    error = lambda image: (image - astronaut)[..., 8:-8, 8:-8].abs().mean().item()  # noqa: E731
+    assert error(restored) < 0.7 * error(blurred)  # not exact: the gradient prior smooths a little
+
+
+def test_gaussian_kernel_family_is_anisotropic_and_rotates():
+    from cycledeblur.models.kernel import anisotropic_gaussian_logits
+
+    parameters = torch.tensor([[np.log(3.0), np.log(0.5), 0.0], [np.log(3.0), np.log(0.5), np.pi / 2]])
+    kernels = anisotropic_gaussian_logits(9, parameters).softmax(-1).view(2, 9, 9)
+    assert kernels[0, 4].sum() > 0.75 and kernels[1, :, 4].sum() > 0.75  # along x, then along y
+    assert torch.allclose(kernels[0], kernels[1].T, atol=1e-6)
+
+
+def test_wiener_generator_round_trips(tmp_path, astronaut):
+    from cycledeblur.models import WienerDeblurGenerator
+
+    generator = randomised(WienerDeblurGenerator(kernel_size=5, kernel_family="gaussian", base_channels=4, refine_channels=4))
+    generator.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))
+    with pytest.raises(ConfigError, match="kernel_family"):
+        WienerDeblurGenerator(kernel_family="box")

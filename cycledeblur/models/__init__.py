@@ -7,6 +7,7 @@ from .kernel import KernelBlurGenerator
 from .patchgan import PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
+from .wiener import WienerDeblurGenerator
 
 
 def build_generator(name: str, **kwargs: Any) -> HubModel:
@@ -27,6 +28,7 @@ __all__ = [
     "PatchDiscriminator",
     "Registry",
     "ResnetGenerator",
+    "WienerDeblurGenerator",
     "build_discriminator",
     "build_generator",
     "load_generator",

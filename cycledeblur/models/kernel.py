@@ -1,14 +1,94 @@
-"""A sharp -> blurred generator constrained by physics: predict one blur kernel per image and convolve with it."""
+"""Blur kernels predicted from an image, and the sharp -> blurred generator that convolves with them."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import HubModel
+from .hub import HubModel, check_choice
 from .registry import GENERATORS
+
+
+def check_kernel_size(kernel_size: int) -> None:
+    if kernel_size < 3 or kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size must be an odd number >= 3, got {kernel_size}")
+
+
+KERNEL_FAMILIES = ("free", "gaussian")
+
+
+def gaussian_logits(kernel_size: int, sigma: float) -> torch.Tensor:
+    """Flattened log-density of a centred isotropic Gaussian: its softmax is the normalised Gaussian kernel."""
+    radius = torch.arange(kernel_size, dtype=torch.float32) - kernel_size // 2
+    return (-(radius[:, None] ** 2 + radius[None, :] ** 2) / (2 * sigma**2)).flatten()
+
+
+def anisotropic_gaussian_logits(kernel_size: int, parameters: torch.Tensor) -> torch.Tensor:
+    """N x k^2 log-densities of centred Gaussians from N x 3 (log sigma_u, log sigma_v, angle) rows."""
+    radius = torch.arange(kernel_size, dtype=parameters.dtype, device=parameters.device) - kernel_size // 2
+    y, x = radius[:, None].flatten().repeat_interleave(kernel_size), radius.repeat(kernel_size)
+    log_u, log_v, angle = (column[:, None] for column in parameters.unbind(dim=1))
+    u, v = x * angle.cos() + y * angle.sin(), -x * angle.sin() + y * angle.cos()
+    return -0.5 * ((u / log_u.exp()) ** 2 + (v / log_v.exp()) ** 2)
+
+
+class KernelPredictor(nn.Module):
+    """A strided conv encoder, pooled over the whole image, that predicts one blur kernel per image.
+
+    Kernels are non-negative and sum to one (a softmax over kernel_size^2 logits). `family="free"` predicts
+    every logit, so any shape (camera shake, defocus) can come out; `"gaussian"` predicts an anisotropic
+    Gaussian (two widths and an angle), which is far easier to estimate from an image and fails gracefully.
+    The last layer starts with zero weights, so every image first gets a Gaussian of `initial_sigma` px.
+    `len(extra_init)` more numbers per image come out beside the kernel, each starting at its `extra_init` entry.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_size: int,
+        base_channels: int,
+        initial_sigma: float,
+        extra_init: tuple[float, ...] = (),
+        family: str = "free",
+    ) -> None:
+        super().__init__()
+        check_kernel_size(kernel_size)
+        check_choice("kernel_family", family, KERNEL_FAMILIES)
+        if not initial_sigma > 0:
+            raise ConfigError(f"initial_sigma must be > 0, got {initial_sigma}")
+        self.kernel_size = kernel_size
+        self.family = family
+        widths = [base_channels, base_channels * 2, base_channels * 4]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip([in_channels, *widths[:-1]], widths):
+            layers += [nn.Conv2d(width_in, width_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if family == "free":
+            kernel_init = gaussian_logits(kernel_size, initial_sigma)
+        else:
+            kernel_init = torch.tensor([math.log(initial_sigma), math.log(initial_sigma), 0.0])
+        self.n_kernel_outputs = kernel_init.numel()
+        self.head = nn.Linear(widths[-1], self.n_kernel_outputs + len(extra_init))
+        self.initial_bias = torch.cat([kernel_init, torch.tensor(extra_init)])
+
+    def reset_head(self) -> None:
+        """Zero weights and the initial bias: call after any whole-network init, which would overwrite them."""
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(self.initial_bias)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N x k x k kernels, N x len(extra_init) extras), in float32 whatever the autocast."""
+        outputs = self.head(self.encoder(images)).float()
+        logits = outputs[:, : self.n_kernel_outputs]
+        if self.family == "gaussian":
+            logits = anisotropic_gaussian_logits(self.kernel_size, logits)
+        kernels = logits.softmax(dim=-1).view(-1, self.kernel_size, self.kernel_size)
+        return kernels, outputs[:, self.n_kernel_outputs :]
 
 
 @GENERATORS.register("kernel")
@@ -18,7 +98,12 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
     As the reblurring half of a CycleGAN, it can only produce what a camera can (a convolution of the sharp
     image), so the cycle blurred -> deblurred -> reblurred is well posed, and the cycle sharp -> reblurred ->
     deblurred trains the deblurring generator on realistically blurred copies of real sharp photos.
-    The kernel starts as a Gaussian of `initial_sigma` px.
+    The kernel starts as a Gaussian of `initial_sigma` px; `kernel_family` is as in `KernelPredictor`.
+
+    With `noise`, it also adds Gaussian sensor noise of a standard deviation it predicts per image (starting at
+    `initial_noise`, in units of the [0, 1] range as in `cycledeblur synth --noise`), in training mode only.
+    Real blurred photos carry sensor noise; without it, the judge of blurred images tells real from generated
+    by the noise alone, and the generator's only way to add the missing fine texture is to blur less.
     """
 
     def __init__(
@@ -26,27 +111,25 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         in_channels: int = 3,
         out_channels: int = 3,
         kernel_size: int = 21,
+        kernel_family: str = "free",
         base_channels: int = 32,
         initial_sigma: float = 1.5,
+        noise: bool = True,
+        initial_noise: float = 0.002,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
             raise ConfigError(f"a blur keeps the channel count: in_channels {in_channels} != out_channels {out_channels}")
-        if kernel_size < 3 or kernel_size % 2 == 0:
-            raise ConfigError(f"kernel_size must be an odd number >= 3, got {kernel_size}")
+        if noise and not initial_noise > 0:
+            raise ConfigError(f"initial_noise must be > 0, got {initial_noise}")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
-        widths = [base_channels, base_channels * 2, base_channels * 4]
-        layers: list[nn.Module] = []
-        for width_in, width_out in zip([in_channels, *widths[:-1]], widths):
-            layers += [nn.Conv2d(width_in, width_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.to_kernel = nn.Linear(widths[-1], kernel_size * kernel_size)
+        self.noise = noise
+        # Images span [-1, 1], twice the [0, 1] range in which the noise level is given.
+        extra_init = (math.log(2 * initial_noise),) if noise else ()
+        self.predictor = KernelPredictor(in_channels, kernel_size, base_channels, initial_sigma, extra_init, kernel_family)
         self.init_weights()
-        nn.init.zeros_(self.to_kernel.weight)
-        with torch.no_grad():  # softmax(log g) == g: start from a plausible mild blur, not from the identity
-            radius = torch.arange(kernel_size, dtype=torch.float32) - kernel_size // 2
-            self.to_kernel.bias.copy_((-(radius[:, None] ** 2 + radius[None, :] ** 2) / (2 * initial_sigma**2)).flatten())
+        self.predictor.reset_head()
 
     @property
     def size_multiple(self) -> int:
@@ -54,17 +137,24 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
 
     def kernels(self, images: torch.Tensor) -> torch.Tensor:
         """One kernel per image: N x k x k, non-negative, each summing to one."""
-        logits = self.to_kernel(self.encoder(images)).float()
-        return logits.softmax(dim=-1).view(-1, self.kernel_size, self.kernel_size)
+        return self.predictor(images)[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = images.shape
-        kernels = self.kernels(images).to(images.dtype)
-        pad = self.kernel_size // 2
-        # Reflection, as a camera sees the scene go on past the frame; replicate where the image is too small.
-        mode = "reflect" if pad < min(height, width) else "replicate"
-        padded = F.pad(images, [pad] * 4, mode=mode)
-        # A grouped convolution applies each image's own kernel to all of its channels in one call.
-        weight = kernels.repeat_interleave(channels, dim=0).flip(-2, -1).unsqueeze(1)
-        blurred = F.conv2d(padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels)
-        return blurred.view(batch, channels, height, width)
+        kernels, extras = self.predictor(images)
+        blurred = convolve(images, kernels.to(images.dtype))
+        if self.noise and self.training:
+            # Reparameterised, so that the noise level gets gradients like any other output.
+            blurred = blurred + extras[:, :1, None, None].exp().to(images.dtype) * torch.randn_like(blurred)
+        return blurred
+
+
+def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Convolve every channel of image i with kernels[i]; the border is reflected, as the scene goes on past the frame."""
+    batch, channels, height, width = images.shape
+    pad = kernels.shape[-1] // 2
+    mode = "reflect" if pad < min(height, width) else "replicate"  # reflection needs the image to be wider than the pad
+    padded = F.pad(images, [pad] * 4, mode=mode)
+    # A grouped convolution applies each image's own kernel to all of its channels in one call.
+    weight = kernels.repeat_interleave(channels, dim=0).flip(-2, -1).unsqueeze(1)
+    blurred = F.conv2d(padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels)
+    return blurred.view(batch, channels, height, width)
