@@ -58,11 +58,7 @@ def paired(photo_folder, tmp_path_factory) -> Path:
     return out
 
 
-TINY_OVERRIDES = [
-    "model.generator.base_channels=4",
-    "model.generator.n_blocks=1",
-    "model.discriminator.base_channels=4",
-    "model.discriminator.n_layers=2",
+TINY_TRAINING = [
     "data.crop_size=32",
     "data.num_workers=0",
     "train.batch_size=2",
@@ -71,17 +67,36 @@ TINY_OVERRIDES = [
     "train.sample_every=1000",
     "train.sample_size=32",
 ]
+# Tiny networks for each shipped config that tests train.
+TINY_NETWORKS = {
+    "default.yaml": [
+        "model.generator.base_channels=4",
+        "model.generator.n_blocks=1",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+    ],
+    "cpu-fast.yaml": [
+        "model.generator.base_channels=4",
+        "model.generator.refine_channels=4",
+        "model.generator.kernel_size=9",
+        "model.reblur_generator.base_channels=4",
+        "model.reblur_generator.kernel_size=9",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+    ],
+}
+TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
 
 
 @pytest.fixture
 def tiny_config(unpaired, tmp_path):
     """A config factory: tiny networks on 32 px crops of real photos, writing into tmp_path/run."""
 
-    def make(*overrides: str, run: str = "run"):
+    def make(*overrides: str, run: str = "run", base: str = "default.yaml"):
         return load_config(
-            ROOT / "configs" / "default.yaml",
+            ROOT / "configs" / base,
             [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={tmp_path / run}",
-             *TINY_OVERRIDES, *overrides],
+             *TINY_NETWORKS[base], *TINY_TRAINING, *overrides],
         )  # fmt: skip
 
     return make

@@ -84,6 +84,9 @@ def build_loader(dataset: CropDataset, config: Config, seed: int) -> tuple[DataL
         num_workers=config.data.num_workers,
         persistent_workers=config.data.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        # Each new iterator draws a base seed from this generator; from the global one, a resumed run (which
+        # starts an iterator mid-epoch) would shift the random stream that the generators' noise is drawn from.
+        generator=torch.Generator().manual_seed(seed),
     )
     return loader, sampler
 
