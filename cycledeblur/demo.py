@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "china", "flower")
-TEST_PHOTOS = ("chelsea", "coffee")
+TEST_PHOTOS = ("chelsea", "coffee", "stereo_motorcycle", "camera")
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -23,6 +23,8 @@ def load_photo(name: str) -> np.ndarray:
         return load_sample_image(f"{name}.jpg")
     import skimage.data
 
+    if name == "stereo_motorcycle":  # a stereo pair: the left view only, the right one is nearly the same photo
+        return skimage.data.stereo_motorcycle()[0]
     return getattr(skimage.data, name)()
 
 
