@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from PIL import Image
+import tifffile
+from PIL import Image, ImageCms
 
 from cycledeblur.errors import UserError
+from cycledeblur.image_files import read_pixels, write_pixels
 from cycledeblur.synth import (
     KINDS,
     add_noise,
@@ -35,6 +37,11 @@ CAMERA = shrink(skimage.data.camera(), (192, 192))
 CAMERA_16 = CAMERA.astype(np.uint16) * 257
 COFFEE = shrink(skimage.data.coffee(), (240, 160))
 CHELSEA = shrink(skimage.data.chelsea(), (225, 150))
+# The low byte varies along each row, so these are not 8-bit levels scaled up.
+ASTRONAUT_16 = ASTRONAUT.astype(np.uint16) * 256 + np.arange(256, dtype=np.uint16)[None, :, None]
+# A hard-edged disk of opacity: blurring the alpha channel shows as partly transparent pixels.
+DISK_ALPHA = np.where(np.hypot(*(np.indices((192, 192)) - 96)) < 60, 255, 0).astype(np.uint8)
+SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def laplacian_variance(image: np.ndarray) -> float:
@@ -215,6 +222,18 @@ def test_jpeg_roundtrip_compresses_8_bit_and_skips_16_bit():
         jpeg_roundtrip(ASTRONAUT, 0)
 
 
+@pytest.mark.parametrize("channels", [1, 2], ids=["gray", "gray+alpha"])
+def test_h_w_1_and_h_w_2_images_are_jpeg_compressed_and_degraded(channels):
+    image = np.dstack([CAMERA, DISK_ALPHA][:channels])
+    compressed = jpeg_roundtrip(image, 30)
+    assert compressed.shape == image.shape and compressed.dtype == np.uint8
+    assert np.array_equal(compressed[:, :, 0], jpeg_roundtrip(CAMERA, 30))
+    if channels == 2:
+        assert np.array_equal(compressed[:, :, 1], DISK_ALPHA)
+    degraded, _ = degrade(image, np.random.default_rng(0), "gaussian", noise_sigma=0.01, jpeg_quality=30)
+    assert degraded.shape == image.shape and degraded.dtype == np.uint8
+
+
 def test_degrade_returns_the_kernel_it_used_and_is_reproducible():
     first, kernel = degrade(COFFEE, np.random.default_rng(5), "motion", noise_sigma=0.01, jpeg_quality=80)
     again, same_kernel = degrade(COFFEE, np.random.default_rng(5), "motion", noise_sigma=0.01, jpeg_quality=80)
@@ -233,6 +252,8 @@ def test_paired_set_keeps_names_formats_and_bit_depths(photo_dir, tmp_path):
     assert summary["inputs"] == summary["blurred"] == summary["sharp"] == 5
     assert relative_files(out / "blur") == relative_files(out / "sharp") == ALL_NAMES
     assert relative_files(out / "kernels") == ALL_NAMES
+    with Image.open(out / "kernels" / "camera16.png") as kernel:
+        assert kernel.mode == "L"
     for name, mode in [("astronaut.png", "RGB"), ("camera.png", "L"), ("camera16.png", "I;16"), ("coffee.png", "RGB")]:
         for side in ("blur", "sharp"):
             with Image.open(out / side / name) as image:
@@ -307,3 +328,59 @@ def test_bad_output_places_and_too_few_images_are_user_errors(photo_dir, tmp_pat
     Image.fromarray(CAMERA).save(single / "camera.png")
     with pytest.raises(UserError, match="at least 2"):
         synthesize_folder(single, tmp_path / "out_single", progress=False)
+
+
+DEEP_INPUTS = {
+    "astronaut16.png": ASTRONAUT_16,
+    "astronaut16_rgba.png": np.dstack([ASTRONAUT_16, np.full((256, 256), 50000, np.uint16)]),
+    "camera_alpha.png": np.dstack([CAMERA, DISK_ALPHA]),
+    "coffee_bands.tif": (np.dstack([COFFEE, COFFEE.min(axis=2), COFFEE.max(axis=2)]) / 255).astype(np.float32),
+}
+
+
+def test_16_bit_color_float_bands_and_alpha_keep_dtype_channels_and_shape(tmp_path):
+    """Pillow alone reads 16-bit color as 8-bit and cannot open a 5-band float TIFF."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, pixels in DEEP_INPUTS.items():
+        if name.endswith(".tif"):
+            tifffile.imwrite(folder / name, pixels, photometric="minisblack", planarconfig="contig")
+        else:
+            write_pixels(pixels, folder / name)
+    synthesize_folder(folder, tmp_path / "out", paired=True, seed=2, progress=False)
+    for index, (name, pixels) in enumerate(sorted(DEEP_INPUTS.items())):
+        sharp, blurred = read_pixels(tmp_path / "out" / "sharp" / name), read_pixels(tmp_path / "out" / "blur" / name)
+        assert np.array_equal(sharp, pixels), name
+        assert blurred.dtype == pixels.dtype and blurred.shape == pixels.shape, name
+        expected, _ = degrade(pixels, np.random.default_rng([2, index]), "mixed")
+        assert np.array_equal(blurred, expected), name
+    with tifffile.TiffFile(tmp_path / "out" / "blur" / "coffee_bands.tif") as tiff:
+        assert len(tiff.pages) == 1 and tiff.pages[0].samplesperpixel == 5
+    alpha = read_pixels(tmp_path / "out" / "blur" / "camera_alpha.png")[:, :, 1]
+    assert ((alpha > 0) & (alpha < 255)).any()  # the alpha channel is blurred along with the gray
+
+
+def test_icc_profile_is_carried_to_both_sides(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(ASTRONAUT).save(folder / "astronaut.png", icc_profile=SRGB_PROFILE)
+    write_pixels(ASTRONAUT_16, folder / "astronaut16.png", icc_profile=SRGB_PROFILE)
+    Image.fromarray(COFFEE).save(folder / "coffee.jpg", icc_profile=SRGB_PROFILE)
+    Image.fromarray(CHELSEA).save(folder / "chelsea.webp", lossless=True, icc_profile=SRGB_PROFILE)
+    tifffile.imwrite(folder / "chelsea_tiff.tif", CHELSEA, photometric="rgb", iccprofile=SRGB_PROFILE)
+    synthesize_folder(folder, tmp_path / "out", paired=True, progress=False)
+    for name in ("astronaut.png", "astronaut16.png", "coffee.png", "chelsea.webp", "chelsea_tiff.tif"):
+        for side in ("blur", "sharp"):
+            with Image.open(tmp_path / "out" / side / name) as image:
+                assert image.info.get("icc_profile") == SRGB_PROFILE, (side, name)
+
+
+def test_webp_is_written_lossless_even_under_transparent_pixels(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rgba = np.dstack([ASTRONAUT, np.pad(DISK_ALPHA, 32)])
+    Image.fromarray(rgba).save(folder / "astronaut.webp", lossless=True, exact=True)
+    synthesize_folder(folder, tmp_path / "out", paired=True, seed=4, progress=False)
+    assert np.array_equal(read(tmp_path / "out" / "sharp" / "astronaut.webp"), rgba)
+    expected, _ = degrade(rgba, np.random.default_rng([4, 0]), "mixed")
+    assert np.array_equal(read(tmp_path / "out" / "blur" / "astronaut.webp"), expected)

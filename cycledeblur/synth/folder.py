@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.progress import track
 
 from ..errors import UserError
-from ..image_files import IMAGE_EXTENSIONS, list_images, open_image
+from ..image_files import IMAGE_EXTENSIONS, list_images, read_icc_profile, read_pixels, write_pixels
 from .degrade import check_degradation, degrade
+
 # JPEG inputs are written as PNG so that the only JPEG artefacts are the ones asked for.
 _REENCODED_SUFFIXES = {".jpg": ".png", ".jpeg": ".png"}
-# PIL modes whose pixels are plain channel values at the file's own bit depth.
-_NATIVE_MODES = {"L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I", "F"}
 # Stream label for the unpaired split: default_rng(seed) would equal image 0's default_rng([seed, 0]).
 _SPLIT_STREAM = 1
 
@@ -35,11 +33,12 @@ def synthesize_folder(
 
     Paired: every image is blurred and also copied, under the same relative name on both sides.
     Unpaired: the images are shuffled with `seed` and split in two disjoint halves, the first
-    blurred, the second copied, so no pair exists. Outputs keep the input's format, channels and
-    bit depth (PIL reads 16-bit only for grayscale; 16-bit color comes in as 8-bit), except that
-    JPEG inputs become PNG. Image i is degraded with `np.random.default_rng([seed, i])`, i its
-    index in sorted order, so the result depends on the seed alone. `save_kernels` also writes
-    each kernel, scaled to its maximum, as an 8-bit PNG in `out_dir/kernels/`.
+    blurred, the second copied, so no pair exists. Images are read and written as `deblur`'s are:
+    outputs keep the input's format, channels (alpha is blurred and noised too), bit depth (8/16-bit,
+    float32 TIFF) and ICC color profile, except that JPEG inputs become PNG. Image i is degraded
+    with `np.random.default_rng([seed, i])`, i its index in sorted order, so the result depends on
+    the seed alone. `save_kernels` also writes each kernel, scaled to its maximum, as an 8-bit PNG
+    in `out_dir/kernels/`.
     """
     sharp_dir, out_dir = Path(sharp_dir), Path(out_dir)
     check_degradation(kind, noise_sigma, jpeg_quality)
@@ -63,15 +62,14 @@ def synthesize_folder(
             raise UserError(f"output folder {folder} is not empty; choose a new --out or empty it first")
 
     for index in track(range(len(sources)), description="synthesizing blur", disable=not progress):
-        pixels, save_options = _read_image(sources[index])
+        pixels, icc_profile = read_pixels(sources[index]), read_icc_profile(sources[index])
         if index in to_blur:
             blurred, kernel = degrade(pixels, np.random.default_rng([seed, index]), kind, noise_sigma, jpeg_quality)
-            _write_image(blurred, blur_dir / names[index], save_options)
+            write_pixels(blurred, blur_dir / names[index], icc_profile=icc_profile)
             if save_kernels:
-                kernel_image = np.rint(kernel / kernel.max() * 255).astype(np.uint8)
-                _write_image(kernel_image, (kernel_dir / names[index]).with_suffix(".png"), {})
+                _write_kernel(kernel, (kernel_dir / names[index]).with_suffix(".png"))
         if index in to_copy:
-            _write_image(pixels, copy_dir / names[index], save_options)
+            write_pixels(pixels, copy_dir / names[index], icc_profile=icc_profile)
     return {
         "mode": "paired" if paired else "unpaired",
         "kind": kind,
@@ -111,24 +109,6 @@ def _output_names(sharp_dir: Path, sources: list[Path]) -> list[Path]:
     return names
 
 
-def _read_image(path: Path) -> tuple[np.ndarray, dict]:
-    """The pixels at the file's bit depth (uint8, uint16 or float32), upright, and options to save alike."""
-    image = open_image(path)
-    save_options = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
-    if image.mode == "1":
-        image = image.convert("L")
-    elif image.mode not in _NATIVE_MODES:  # palette, CMYK, YCbCr...: plain color, keeping any transparency
-        image = image.convert("RGBA" if "transparency" in image.info or "A" in image.mode else "RGB")
-    pixels = np.array(image)
-    if pixels.dtype.kind in "ui" and pixels.itemsize > 1:  # "I;16*", and "I" holding a 16-bit PNG
-        if pixels.min() < 0 or pixels.max() > 65535:
-            raise UserError(f"cannot read image {path}: 32-bit integer pixels are not supported")
-        pixels = pixels.astype(np.uint16)
-    return pixels, save_options
-
-
-def _write_image(pixels: np.ndarray, path: Path, save_options: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # WebP defaults to lossy, which would add artefacts to both sides.
-    lossless = {"lossless": True} if path.suffix.lower() == ".webp" else {}
-    Image.fromarray(pixels).save(path, **save_options, **lossless)
+def _write_kernel(kernel: np.ndarray, path: Path) -> None:
+    """Save a kernel as an 8-bit grayscale image, scaled so its largest weight is white."""
+    write_pixels(np.rint(kernel / kernel.max() * 255).astype(np.uint8)[:, :, None], path)
