@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..image_files import read_pixels, write_pixels
+from ..image_files import read_icc_profile, read_pixels, write_pixels
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class ImageFormat:
 
     bit_depth: int  # 8, 16 or 32 (float)
     channels: int
+    icc_profile: bytes | None = None  # the embedded color profile: without it, outputs would look different
 
 
 def pixels_to_array(pixels: np.ndarray) -> tuple[np.ndarray, ImageFormat]:
@@ -55,6 +56,8 @@ def read_image(source: str | Path | bytes, channels: int, name: str | None = Non
     format it was stored in (so an output can be written back alike)."""
     name = name or str(source)
     array, image_format = pixels_to_array(read_pixels(source, name))
+    if not isinstance(source, bytes):
+        image_format = replace(image_format, icc_profile=read_icc_profile(source))
     tensor = adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)
     return tensor, image_format
 
@@ -65,7 +68,7 @@ def load_image_tensor(source: str | Path | bytes, channels: int, name: str | Non
 
 
 def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: ImageFormat) -> None:
-    """Write a CxHxW tensor in [0, 1] with the bit depth and channel count of `image_format`."""
+    """Write a CxHxW tensor in [0, 1] with the bit depth, channel count and color profile of `image_format`."""
     tensor = adapt_channels(tensor.detach().float().cpu().clamp(0, 1), image_format.channels, str(path))
     array = tensor.permute(1, 2, 0).numpy()
     if image_format.bit_depth == 16:
@@ -74,4 +77,4 @@ def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: Imag
         pixels = array.astype(np.float32)
     else:
         pixels = np.round(array * 255).astype(np.uint8)
-    write_pixels(pixels, path)
+    write_pixels(pixels, path, icc_profile=image_format.icc_profile)
