@@ -15,6 +15,8 @@ test photos through the same `Deblurrer` and is scored by the same `evaluate_pai
 - unsharp mask, and Wiener deconvolution with one Gaussian kernel for all photos: classical baselines with one
   setting each, chosen from a grid for the best mean PSNR on the test photos themselves (an oracle no real user
   has, so an upper bound for these methods);
+- Wiener deconvolution of each photo with the kernel that blurred it (saved by `synth --save-kernels`): what a
+  Wiener-based deblurrer could reach with perfect kernel estimates, its regularization oracle-tuned likewise;
 - the untrained generator (the config's network and seed, as training starts it; a network that starts as the
   identity scores as the input) and the trained one.
 
@@ -57,7 +59,8 @@ from cycledeblur.config import Config, load_config
 from cycledeblur.data import load_image_tensor
 from cycledeblur.demo import write_demo_photos
 from cycledeblur.errors import UserError
-from cycledeblur.evaluation import EvaluationReport, evaluate_pairs, matching_pairs
+from cycledeblur.image_files import read_pixels
+from cycledeblur.evaluation import EvaluationReport, FullReferenceMetrics, evaluate_pairs, matching_pairs
 from cycledeblur.inference import Deblurrer, resolve_generator
 from cycledeblur.models import build_generator
 from cycledeblur.models.kernel import convolve, gaussian_logits
@@ -130,6 +133,8 @@ WIENER = Baseline(
     {"sigma": (0.7, 1, 1.5, 2, 2.5), "regularization": (1e-3, 3e-3, 1e-2, 3e-2)},
 )
 ORACLE_NOTE = "chosen for the best mean PSNR on these test photos themselves (an oracle)"
+TRUE_KERNEL_ROW = "Wiener deconvolution, each photo's true kernel (oracle)"
+TRUE_KERNEL_REGULARIZATION = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
 @dataclass
@@ -195,7 +200,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def build_data(out: Path) -> Path:
     """The unpaired training set OUT/train and the paired test set OUT/test, built as `make demo` builds them."""
     train_dir, test_dir = out / "train", out / "test"
-    if all(folder.is_dir() and any(folder.iterdir()) for folder in (train_dir / "blur", test_dir / "blur")):
+    if all(folder.is_dir() and any(folder.iterdir()) for folder in (train_dir / "blur", test_dir / "kernels")):
         console.print(f"reusing the data in {train_dir} and {test_dir} (delete them to rebuild)")
         return test_dir
     # A half-built set from an interrupted run: synthesize_folder refuses non-empty output folders.
@@ -204,7 +209,9 @@ def build_data(out: Path) -> Path:
     photos = out / "photos"
     write_demo_photos(photos)
     synthesize_folder(photos / "train", train_dir, kind="mixed", seed=0, noise_sigma=NOISE_SIGMA)
-    synthesize_folder(photos / "test", test_dir, kind="mixed", seed=1, noise_sigma=NOISE_SIGMA, paired=True)
+    synthesize_folder(
+        photos / "test", test_dir, kind="mixed", seed=1, noise_sigma=NOISE_SIGMA, paired=True, save_kernels=True
+    )
     return test_dir
 
 
@@ -213,7 +220,8 @@ def first_pairs(test_dir: Path, limit: int) -> Path:
     subset = test_dir.with_name(f"{test_dir.name}-first-{limit}")
     shutil.rmtree(subset, ignore_errors=True)
     for _, blurred, sharp in matching_pairs(test_dir / "blur", test_dir / "sharp")[:limit]:
-        for path, side in ((blurred, "blur"), (sharp, "sharp")):
+        kernel = kernel_path(test_dir, sharp.relative_to(test_dir / "sharp"))
+        for path, side in ((blurred, "blur"), (sharp, "sharp"), (kernel, "kernels")):
             target = subset / side / path.relative_to(test_dir / side)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
@@ -260,20 +268,24 @@ def grid_points(grid: dict[str, tuple[float, ...]]) -> Iterator[dict[str, float]
         yield dict(zip(grid, values))
 
 
-def mean_psnr(deblurrer: Deblurrer, pairs: list[Pair]) -> float:
-    # PSNR alone, as FullReferenceMetrics computes it: SSIM would make the search several times slower.
+def mean_psnr(outputs: list[torch.Tensor], pairs: list[Pair]) -> float:
+    # PSNR alone, as FullReferenceMetrics computes it: SSIM would make the searches several times slower.
     scores = [
-        float(peak_signal_noise_ratio(deblurrer(blurred)[None], sharp[None], data_range=1.0))
-        for _, blurred, sharp in pairs
+        float(peak_signal_noise_ratio(output[None], sharp[None], data_range=1.0))
+        for output, (_, _, sharp) in zip(outputs, pairs)
     ]
     return sum(scores) / len(scores)
+
+
+def deblur_all(deblurrer: Deblurrer, pairs: list[Pair]) -> list[torch.Tensor]:
+    return [deblurrer(blurred) for _, blurred, _ in pairs]
 
 
 def oracle_tune(baseline: Baseline, pairs: list[Pair], channels: int) -> dict[str, float]:
     """The grid point with the best mean PSNR on `pairs`, the test photos themselves."""
     return max(
         grid_points(baseline.grid),
-        key=lambda params: mean_psnr(Deblurrer(baseline.module(channels, **params)), pairs),
+        key=lambda params: mean_psnr(deblur_all(Deblurrer(baseline.module(channels, **params)), pairs), pairs),
     )
 
 
@@ -281,6 +293,36 @@ def baseline_row(baseline: Baseline, pairs: list[Pair], channels: int, test_dir:
     params = oracle_tune(baseline, pairs, channels)
     report = score(Deblurrer(baseline.module(channels, **params)), test_dir)
     return Row.from_report(baseline.name, report, params=params, note=ORACLE_NOTE)
+
+
+def kernel_path(test_dir: Path, relative_name: Path) -> Path:
+    """Where `synth --save-kernels` put the kernel that blurred the test photo of this relative name."""
+    return (test_dir / "kernels" / relative_name).with_suffix(".png")
+
+
+def saved_kernel(path: Path) -> torch.Tensor:
+    """A kernel written by `synth --save-kernels` (8-bit, scaled to its maximum), normalised to sum to one again."""
+    kernel = torch.from_numpy(read_pixels(path)[:, :, 0].astype("float32"))
+    return kernel / kernel.sum()
+
+
+def true_kernel_row(pairs: list[Pair], test_dir: Path) -> Row:
+    """Wiener deconvolution of each photo with the very kernel that blurred it: the headroom of perfect kernel
+    estimation for a Wiener-based deblurrer. Lambda is oracle-tuned like the baselines'."""
+    names = {name: blurred_path for name, blurred_path, _ in matching_pairs(test_dir / "blur", test_dir / "sharp")}
+    kernels = [saved_kernel(kernel_path(test_dir, names[name].relative_to(test_dir / "blur"))) for name, _, _ in pairs]
+
+    def restore(regularization: float) -> list[torch.Tensor]:
+        weight = torch.tensor([regularization])
+        return [
+            wiener_deconvolve(blurred[None], kernel[None], weight)[0].clamp(0, 1)
+            for (_, blurred, _), kernel in zip(pairs, kernels)
+        ]
+
+    best = max(TRUE_KERNEL_REGULARIZATION, key=lambda regularization: mean_psnr(restore(regularization), pairs))
+    metrics = FullReferenceMetrics()
+    scores = {name: metrics(output, sharp) for (name, _, sharp), output in zip(pairs, restore(best))}
+    return Row(TRUE_KERNEL_ROW, scores, params={"regularization": best}, note=ORACLE_NOTE)
 
 
 def untrained_generator(config: Config) -> nn.Module:
@@ -424,6 +466,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         Row.from_report("blurred input", model_report, side="input"),
         unsharp,
         wiener,
+        true_kernel_row(pairs, test_dir),
         Row.from_report("cycledeblur, untrained (step 0)", score(untrained, test_dir), steps=0),
         Row.from_report(
             f"cycledeblur unpaired ({name}, {steps} steps)", model_report, train_seconds=train_seconds, steps=steps

@@ -39,6 +39,7 @@ def test_benchmark_writes_results_and_figure(tmp_path):
         "blurred input",
         quality.UNSHARP.name,
         quality.WIENER.name,
+        quality.TRUE_KERNEL_ROW,
         "cycledeblur, untrained (step 0)",
         "cycledeblur unpaired (cpu-fast, 2 steps)",
     ]
@@ -53,6 +54,9 @@ def test_benchmark_writes_results_and_figure(tmp_path):
     assert rows["blurred input"]["psnr"] == pytest.approx(
         evaluate_pairs(deblurrer, test_dir / "blur", test_dir / "sharp").mean("input")["psnr"], rel=1e-6
     )
+    assert rows[quality.TRUE_KERNEL_ROW]["params"]["regularization"] in quality.TRUE_KERNEL_REGULARIZATION
+    # The true kernel is the best a Wiener filter can know: it beats one Gaussian guessed for all photos.
+    assert rows[quality.TRUE_KERNEL_ROW]["psnr"] > rows[quality.WIENER.name]["psnr"]
     for baseline in (quality.UNSHARP, quality.WIENER):
         params = rows[baseline.name]["params"]
         assert set(params) == set(baseline.grid)

@@ -119,7 +119,7 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
-            raise ConfigError(f"a blur keeps the channel count: in_channels {in_channels} != out_channels {out_channels}")
+            raise ConfigError(f"a blur keeps the channel count: in_channels {in_channels}, out_channels {out_channels}")
         if noise and not initial_noise > 0:
             raise ConfigError(f"initial_noise must be > 0, got {initial_noise}")
         self.in_channels = in_channels
@@ -127,7 +127,9 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         self.noise = noise
         # Images span [-1, 1], twice the [0, 1] range in which the noise level is given.
         extra_init = (math.log(2 * initial_noise),) if noise else ()
-        self.predictor = KernelPredictor(in_channels, kernel_size, base_channels, initial_sigma, extra_init, kernel_family)
+        self.predictor = KernelPredictor(
+            in_channels, kernel_size, base_channels, initial_sigma, extra_init, family=kernel_family
+        )
         self.init_weights()
         self.predictor.reset_head()
 
@@ -149,7 +151,7 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
 
 
 def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Convolve every channel of image i with kernels[i]; the border is reflected, as the scene goes on past the frame."""
+    """Convolve every channel of image i with kernels[i]; the border is reflected: the scene goes on past the frame."""
     batch, channels, height, width = images.shape
     pad = kernels.shape[-1] // 2
     mode = "reflect" if pad < min(height, width) else "replicate"  # reflection needs the image to be wider than the pad

@@ -30,8 +30,8 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
     seam at the borders. Any image size works.
 
     The gate (0: keep the input, 1: the full deconvolution) starts at 0.018 and the correction at zero, so the
-    untrained network is nearly the identity: what it gains over the blurred input is learned. The kernel starts as a Gaussian of `initial_sigma` px and the
-    prior at `initial_regularization`.
+    untrained network is nearly the identity: what it gains over the blurred input is learned. The kernel starts
+    as a Gaussian of `initial_sigma` px and the prior's weight at `initial_regularization`.
     """
 
     def __init__(
@@ -48,23 +48,27 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
-            raise ConfigError(f"deconvolution keeps the channel count: in_channels {in_channels} != out_channels {out_channels}")
+            raise ConfigError(
+                f"deconvolution keeps the channel count: in_channels {in_channels}, out_channels {out_channels}"
+            )
         if not initial_regularization > 0:
             raise ConfigError(f"initial_regularization must be > 0, got {initial_regularization}")
         if refine_layers < 0 or (refine_layers > 0 and refine_channels < 1):
-            raise ConfigError(f"refine_layers must be >= 0 and refine_channels >= 1; got {refine_layers}, {refine_channels}")
+            raise ConfigError(
+                f"refine_layers must be >= 0 and refine_channels >= 1; got {refine_layers}, {refine_channels}"
+            )
         self.in_channels = in_channels
         self.kernel_size = kernel_size
+        extra_init = (math.log(initial_regularization), GATE_INIT_LOGIT / GATE_SCALE)
         self.predictor = KernelPredictor(
-            in_channels, kernel_size, base_channels, initial_sigma, extra_init=(math.log(initial_regularization), GATE_INIT_LOGIT / GATE_SCALE),
-            family=kernel_family,
+            in_channels, kernel_size, base_channels, initial_sigma, extra_init, family=kernel_family
         )
         layers: list[nn.Module] = []
         width = 2 * in_channels  # the deconvolved image beside the input, whose noise it must not amplify
         for _ in range(refine_layers - 1):
-            layers += [nn.Conv2d(width, refine_channels, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [_refine_conv(width, refine_channels), nn.LeakyReLU(0.2, inplace=True)]
             width = refine_channels
-        self.refine = nn.Sequential(*layers, nn.Conv2d(width, in_channels, 3, padding=1, padding_mode="replicate")) if refine_layers else None
+        self.refine = nn.Sequential(*layers, _refine_conv(width, in_channels)) if refine_layers else None
         self.init_weights()
         self.predictor.reset_head()
         if self.refine is not None:
@@ -89,8 +93,14 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
         return mixed.clamp(-1, 1).to(images.dtype)
 
 
+def _refine_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    # Replicate padding works for any image size; reflection needs images wider than the pad.
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+
+
 def wiener_deconvolve(images: torch.Tensor, kernels: torch.Tensor, regularization: torch.Tensor) -> torch.Tensor:
-    """Invert the blur `kernels[i]` (N x k x k) of image i (N x C x H x W) with a gradient prior of weight `regularization[i]`."""
+    """Undo the blur `kernels[i]` (N x k x k) of image i (N x C x H x W), with a gradient prior of weight
+    `regularization[i]`."""
     with torch.autocast(images.device.type, enabled=False):
         images, kernels = images.float(), kernels.float()
         height, width = images.shape[-2:]
