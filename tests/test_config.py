@@ -8,11 +8,13 @@ from cycledeblur.errors import ConfigError
 from .conftest import ROOT
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "demo.yaml"])
-def test_shipped_configs_load(name):
+@pytest.mark.parametrize(
+    ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener")]
+)
+def test_shipped_configs_load(name, generator):
     config = load_config(ROOT / "configs" / name)
     assert isinstance(config, Config)
-    assert config.model.generator.name == "resnet"
+    assert config.model.generator.name == generator
 
 
 def test_default_config_is_the_reference_cyclegan():

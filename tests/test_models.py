@@ -370,7 +370,8 @@ def test_gaussian_kernel_family_is_anisotropic_and_rotates():
 def test_wiener_generator_round_trips(tmp_path, astronaut):
     from cycledeblur.models import WienerDeblurGenerator
 
-    generator = randomised(WienerDeblurGenerator(kernel_size=5, kernel_family="gaussian", base_channels=4, refine_channels=4))
+    tiny = {"kernel_size": 5, "base_channels": 4, "refine_channels": 4}
+    generator = randomised(WienerDeblurGenerator(kernel_family="gaussian", **tiny))
     generator.save_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))

@@ -54,7 +54,8 @@ def test_resume_is_exact(tiny_config, tmp_path, base, accumulation):
     common = ("train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=5", "train.batch_size=1",
               f"train.grad_accum_steps={accumulation}", "train.pool_size=2")  # fmt: skip
     train(tiny_config(*common, run="straight", base=base))
-    train(tiny_config(*common, run="resumed", base=base), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000004"))
+    checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
+    train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))
     straight, resumed = weights(tmp_path / "straight", 8), weights(tmp_path / "resumed", 8)
     assert len(straight) == 4  # both generators, both discriminators
     for name in straight:
@@ -65,7 +66,8 @@ def test_resume_is_exact(tiny_config, tmp_path, base, accumulation):
 
 
 def test_cpu_fast_recipe_learns_to_deconvolve(tiny_config, unpaired):
-    """The Wiener generator starts nearly as the identity (gate 0.018); the cycle through the kernel generator opens it."""
+    """The Wiener generator starts nearly as the identity (gate 0.018); the cycle through the kernel generator
+    opens its gate."""
     import torch
 
     from cycledeblur.data import list_images, load_image_tensor
