@@ -110,6 +110,33 @@ class TrainConfig:
     sample_every: int = 500
     sample_size: int = 256
     log_every: int = 50
+    n_critic: int = 1
+    """Judge updates per generator update: the judges learn at every step, the generators at every n_critic-th."""
+    instance_noise: float = 0.0
+    """Std of Gaussian noise added to every image a judge sees (on the [-1, 1] scale), annealed linearly to 0 over
+    `instance_noise_steps` steps (0: over the whole run). Blurs the line between real and generated early on,
+    when a judge that wins outright leaves the generators no gradient."""
+    instance_noise_steps: int = 0
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the deblurring generator's weights with this decay (0: off; 0.999 is
+    typical). The average is what samples show and what the run delivers: it smooths out the GAN's oscillation."""
+
+    def __post_init__(self) -> None:
+        bounds = {
+            "n_critic": self.n_critic >= 1,
+            "instance_noise": self.instance_noise >= 0,
+            "instance_noise_steps": self.instance_noise_steps >= 0,
+            "ema_decay": 0 <= self.ema_decay < 1,
+        }
+        for key, valid in bounds.items():
+            if not valid:
+                limits = {"n_critic": ">= 1", "ema_decay": "in [0, 1)"}.get(key, ">= 0")
+                raise ConfigError(f"train.{key} must be {limits}, got {getattr(self, key)!r}")
+
+    def instance_noise_at(self, step: int) -> float:
+        """The instance noise's std at `step`: linear from `instance_noise` down to 0."""
+        span = self.instance_noise_steps or self.max_steps
+        return self.instance_noise * max(0.0, 1.0 - step / span)
 
 
 @dataclass

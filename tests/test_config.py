@@ -96,3 +96,13 @@ def test_cli_missing_data_folder_is_a_user_error(tmp_path, capsys):
                  f"data.blur={tmp_path}/missing", f"data.sharp={tmp_path}/missing"])  # fmt: skip
     assert code == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("train.n_critic=0", "train.n_critic must be >= 1"), ("train.ema_decay=1", "train.ema_decay must be in"),
+     ("train.instance_noise=-0.1", "train.instance_noise must be >= 0")],
+)
+def test_stability_knobs_are_range_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs" / "default.yaml", [override])

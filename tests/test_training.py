@@ -46,13 +46,20 @@ def weights(run_dir, step):
     return {f.name: load_file(f) for f in sorted(folder.glob("model*.safetensors"))}
 
 
-@pytest.mark.parametrize(("base", "accumulation"), [("default.yaml", 1), ("default.yaml", 2), ("cpu-fast.yaml", 1)])
-def test_resume_is_exact(tiny_config, tmp_path, base, accumulation):
-    """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU); the cpu-fast recipe's reblur
-    generator draws sensor noise, so this also checks that the random state is restored."""
+STABILITY_KNOBS = ("train.ema_decay=0.9", "train.n_critic=3", "train.instance_noise=0.2")
+
+
+@pytest.mark.parametrize(
+    ("base", "accumulation", "knobs"),
+    [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS)],
+)
+def test_resume_is_exact(tiny_config, tmp_path, base, accumulation, knobs):
+    """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur
+    generator and instance noise draw random numbers, so this also checks that the random state is restored; the
+    knobs also put an EMA (its own state) and an n_critic schedule across the resume point."""
     # batch 1 over 3 images per side: the resume point (step 4) falls mid-epoch, so batch skipping is exercised.
     common = ("train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=5", "train.batch_size=1",
-              f"train.grad_accum_steps={accumulation}", "train.pool_size=2")  # fmt: skip
+              f"train.grad_accum_steps={accumulation}", "train.pool_size=2", *knobs)  # fmt: skip
     train(tiny_config(*common, run="straight", base=base))
     checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
     train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))
@@ -61,6 +68,8 @@ def test_resume_is_exact(tiny_config, tmp_path, base, accumulation):
     for name in straight:
         for key in straight[name]:
             assert (straight[name][key] == resumed[name][key]).all(), f"{name}:{key}"
+    delivered = [load_file(tmp_path / run / "generator" / "model.safetensors") for run in ("straight", "resumed")]
+    assert all((delivered[0][key] == delivered[1][key]).all() for key in delivered[0])  # the EMA, with knobs
     # And the run really resumed: it has no checkpoint of its own before step 4.
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step_0000008"]
 
@@ -78,6 +87,21 @@ def test_cpu_fast_recipe_learns_to_deconvolve(tiny_config, unpaired):
     with torch.no_grad():
         gate = generator.estimate(blurred)[2]
     assert gate.mean() > 0.1, gate
+
+
+def test_stability_knobs_ema_n_critic_and_instance_noise(tiny_config, tmp_path):
+    config = tiny_config("train.max_steps=6", "train.checkpoint_every=6", *STABILITY_KNOBS)
+    assert [config.train.instance_noise_at(step) for step in (0, 3, 6)] == pytest.approx([0.2, 0.1, 0.0])
+    train(config)
+    run = tmp_path / "run"
+    # The judges learn at every step, the generators at steps 0 and 3 only (n_critic 3), logged as steps 1 and 4.
+    rows = read_metrics(run)
+    assert [row["step"] for row in rows if "loss/cycle" in row] == [1, 4]
+    assert all("loss/d_sharp" in row for row in rows)
+    # The run delivers the weights' moving average, not the last weights.
+    trained = weights(run, 6)["model.safetensors"]
+    delivered = load_file(run / "generator" / "model.safetensors")
+    assert set(delivered) == set(trained) and any((delivered[key] != trained[key]).any() for key in trained)
 
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_config):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from ..config import Config, LossConfig, config_to_dict, save_config
@@ -136,11 +137,21 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
         "judge_blurred": accelerator.unwrap_model(judge_blurred),
     }
 
+    # The average is never trained, only updated from the generator's weights, so it stays out of `prepare`.
+    averaged_deblur = None
+    if train_cfg.ema_decay > 0:
+        averaging = get_ema_multi_avg_fn(train_cfg.ema_decay)
+        averaged_deblur = AveragedModel(accelerator.unwrap_model(deblur), multi_avg_fn=averaging, use_buffers=True)
+    # The generator that samples show and the run delivers.
+    delivered = averaged_deblur.module if averaged_deblur is not None else deblur
+
     state = TrainState()
     pool_seed = train_cfg.seed * 10_000 + 2 * accelerator.process_index  # distinct per run seed, rank and side
     fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=pool_seed)
     fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=pool_seed + 1)
-    accelerator.register_for_checkpointing(state, fake_sharp_pool, fake_blurred_pool)
+    accelerator.register_for_checkpointing(
+        state, fake_sharp_pool, fake_blurred_pool, *([averaged_deblur] if averaged_deblur is not None else [])
+    )
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
@@ -158,28 +169,37 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
     )
     images_per_step = train_cfg.batch_size * train_cfg.grad_accum_steps * accelerator.num_processes
     progress = TrainingProgress(train_cfg.max_steps, state.step, images_per_step, enabled=accelerator.is_main_process)
-    running: dict[str, torch.Tensor] = {}
-    micro_batches = 0
+    running: dict[str, tuple[torch.Tensor, int]] = {}  # term -> (sum, count) since the last log
 
     with progress:
         while state.step < train_cfg.max_steps:
             blurred, sharp = next(batches)
+            noise = train_cfg.instance_noise_at(state.step)
+            update_generators = state.step % train_cfg.n_critic == 0
             with accelerator.accumulate(deblur, reblur, judge_sharp, judge_blurred):
-                # Generators: fool the judges, and come back where they started.
-                fake_sharp, fake_blurred, terms, weights = generator_terms(
-                    deblur, reblur, unwrapped, blurred, sharp, loss_cfg
-                )
-                loss_g = sum(weights[name] * value for name, value in terms.items())
-                accelerator.backward(loss_g)
-                optimizer_g.step()
-                optimizer_g.zero_grad(set_to_none=True)
+                if update_generators:
+                    # Generators: fool the judges, and come back where they started.
+                    fake_sharp, fake_blurred, terms, weights = generator_terms(
+                        deblur, reblur, unwrapped, blurred, sharp, loss_cfg, noise
+                    )
+                    loss_g = sum(weights[name] * value for name, value in terms.items())
+                    accelerator.backward(loss_g)
+                    optimizer_g.step()
+                    optimizer_g.zero_grad(set_to_none=True)
+                else:  # an extra judge update: fresh fakes, no generator loss
+                    with torch.no_grad():
+                        fake_sharp, fake_blurred, terms = deblur(blurred), reblur(sharp), {}
 
                 # Judges: real vs. generated (from the history pool), on detached fakes.
                 terms["d_sharp"] = discriminator_adversarial_loss(
-                    judge_sharp(sharp), judge_sharp(fake_sharp_pool.query(fake_sharp.detach())), loss_cfg.gan_mode
+                    judge_sharp(with_instance_noise(sharp, noise)),
+                    judge_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
+                    loss_cfg.gan_mode,
                 )
                 terms["d_blurred"] = discriminator_adversarial_loss(
-                    judge_blurred(blurred), judge_blurred(fake_blurred_pool.query(fake_blurred.detach())), loss_cfg.gan_mode
+                    judge_blurred(with_instance_noise(blurred, noise)),
+                    judge_blurred(with_instance_noise(fake_blurred_pool.query(fake_blurred.detach()), noise)),
+                    loss_cfg.gan_mode,
                 )
                 accelerator.backward(terms["d_sharp"] + terms["d_blurred"])
                 optimizer_d.step()
@@ -187,23 +207,25 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
 
             # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
             for name, value in terms.items():
-                running[name] = running.get(name, 0.0) + value.detach()
-            micro_batches += 1
+                total, count = running.get(name, (0.0, 0))
+                running[name] = (total + value.detach(), count + 1)
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
             scheduler_g.step()
             scheduler_d.step()
+            if averaged_deblur is not None and update_generators:
+                averaged_deblur.update_parameters(accelerator.unwrap_model(deblur))
 
             if state.step % train_cfg.log_every == 0 or state.step == train_cfg.max_steps:
-                means = {name: value / micro_batches for name, value in running.items()}
+                means = {name: total / count for name, (total, count) in running.items()}
                 means = {f"loss/{name}": value.item() for name, value in accelerator.reduce(means, reduction="mean").items()}
                 means["lr/generator"] = scheduler_g.get_last_lr()[0]
                 accelerator.log(means, step=state.step)
                 progress.show_losses(means)
-                running, micro_batches = {}, 0
+                running = {}
             if accelerator.is_main_process and (state.step % train_cfg.sample_every == 0 or state.step == train_cfg.max_steps):
-                _save_samples(accelerator, deblur, reblur, sample_inputs, run_dir / "samples" / f"step_{state.step:07d}.png")
+                _save_samples(accelerator, delivered, reblur, sample_inputs, run_dir / "samples" / f"step_{state.step:07d}.png")
             if state.step % train_cfg.checkpoint_every == 0 or state.step == train_cfg.max_steps:
                 save_checkpoint(
                     accelerator, run_dir, state.step, train_cfg.keep_checkpoints, [deblur, reblur, judge_sharp, judge_blurred]
@@ -213,7 +235,7 @@ def train(config: Config, resume: str | bool | None = None) -> Path:
     accelerator.wait_for_everyone()
     generator_dir = run_dir / "generator"
     if accelerator.is_main_process:
-        write_generator(accelerator.unwrap_model(deblur), generator_dir, config, state.step, progress.last_losses)
+        write_generator(accelerator.unwrap_model(delivered), generator_dir, config, state.step, progress.last_losses)
     accelerator.end_training()
     return generator_dir
 
@@ -231,13 +253,22 @@ def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
             parameter.requires_grad_(True)
 
 
-def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig):
+def with_instance_noise(images: torch.Tensor, std: float) -> torch.Tensor:
+    """What a judge sees: the images plus Gaussian noise of `std` (instance noise, Sønderby et al. 2017)."""
+    return images + std * torch.randn_like(images) if std > 0 else images
+
+
+def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig, instance_noise: float = 0.0):
     """The generators' loss terms and their weights, plus the fakes (reused, detached, by the judges' step)."""
     fake_sharp, fake_blurred = deblur(blurred), reblur(sharp)
     with frozen(unwrapped["judge_sharp"]) as judge_sharp, frozen(unwrapped["judge_blurred"]) as judge_blurred:
         terms = {
-            "adv_deblur": generator_adversarial_loss(judge_sharp(fake_sharp), loss_cfg.gan_mode),
-            "adv_reblur": generator_adversarial_loss(judge_blurred(fake_blurred), loss_cfg.gan_mode),
+            "adv_deblur": generator_adversarial_loss(
+                judge_sharp(with_instance_noise(fake_sharp, instance_noise)), loss_cfg.gan_mode
+            ),
+            "adv_reblur": generator_adversarial_loss(
+                judge_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
+            ),
         }
     if loss_cfg.cycle_trains_reblur:
         terms["cycle"] = F.l1_loss(reblur(fake_sharp), blurred) + F.l1_loss(deblur(fake_blurred), sharp)
