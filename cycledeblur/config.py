@@ -90,6 +90,8 @@ class LossConfig:
     color: float = 0.0
     color_blur_sigma: float = 3.0
     """Scale (pixels) of the low-pass filter under which the color loss compares output and input."""
+    color_space: Literal["rgb", "lab"] = "rgb"
+    """Where the color loss compares: RGB, or CIELAB (3-channel data only), where distance follows visibility."""
 
 
 @dataclass

@@ -40,11 +40,33 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
 
 
-def color_consistency(output: torch.Tensor, reference: torch.Tensor, sigma: float) -> torch.Tensor:
-    """L1 between Gaussian low-passed output and reference.
+# sRGB (D65) -> XYZ, and the D65 white point (IEC 61966-2-1, CIE 15).
+_RGB_TO_XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
+_LAB_EPSILON, _LAB_KAPPA = 216 / 24389, 24389 / 27
+
+
+def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
+    """sRGB images in [-1, 1] (N x 3 x H x W) to CIELAB scaled to about [-1, 1]: (L / 50 - 1, a / 110, b / 110)."""
+    rgb = (images.float().clamp(-1, 1) + 1) / 2
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = torch.einsum("ij,njhw->nihw", _RGB_TO_XYZ.to(rgb.device), linear) / _WHITE.to(rgb.device).view(1, 3, 1, 1)
+    # The cube root's slope is infinite at 0: the clamp keeps the branch torch.where discards differentiable.
+    f = torch.where(xyz > _LAB_EPSILON, xyz.clamp_min(_LAB_EPSILON) ** (1 / 3), (_LAB_KAPPA * xyz + 16) / 116)
+    f_x, f_y, f_z = f.unbind(dim=1)
+    return torch.stack([(116 * f_y - 16) / 50 - 1, 500 * (f_x - f_y) / 110, 200 * (f_y - f_z) / 110], dim=1)
+
+
+def color_consistency(output: torch.Tensor, reference: torch.Tensor, sigma: float, space: str = "rgb") -> torch.Tensor:
+    """L1 between Gaussian low-passed output and reference, in RGB or (`space="lab"`) in CIELAB.
 
     A blur kernel sums to one, so blurring keeps an image's low frequencies: a deblurred image must keep the
-    input's local mean color. Penalising only the low band leaves the generator free to restore edges.
+    input's local mean color. Penalising only the low band leaves the generator free to restore edges. LAB
+    weighs a color shift by how visible it is, where RGB lets a hue drift cost as little as a brightness change.
     """
+    if space == "lab":
+        output, reference = rgb_to_lab(output), rgb_to_lab(reference)
     kernel_size = 2 * math.ceil(3 * sigma) + 1
     return F.l1_loss(gaussian_blur(output, [kernel_size] * 2, [sigma] * 2), gaussian_blur(reference, [kernel_size] * 2, [sigma] * 2))

@@ -176,3 +176,13 @@ def test_cycle_trains_reblur_switch(photo_folder, cycle_trains_reblur):
     assert bool(reblur_grads) == cycle_trains_reblur
     assert all(p.requires_grad for p in reblur.parameters())  # unfrozen again afterwards
     assert all(p.grad is None for judge in judges.values() for p in judge.parameters())
+
+
+def test_lab_color_loss_trains_and_needs_rgb(tiny_config):
+    from cycledeblur.errors import ConfigError
+
+    run = train(tiny_config("train.max_steps=2", "loss.color=1", "loss.color_space=lab")).parent
+    color = [row["loss/color"] for row in read_metrics(run)]
+    assert color[0] == 0 < color[-1]  # the residual generators start as the identity, then move
+    with pytest.raises(ConfigError, match="color_space lab"):
+        train(tiny_config("train.max_steps=2", "loss.color=1", "loss.color_space=lab", "data.channels=1"))

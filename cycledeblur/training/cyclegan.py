@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config, LossConfig, config_to_dict, save_config
 from ..data import CropDataset, EpochSampler, load_image_source
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..losses import color_consistency, discriminator_adversarial_loss, generator_adversarial_loss, total_variation
 from ..models import build_discriminator, build_generator
 from .checkpoints import resolve_resume, save_checkpoint
@@ -95,6 +95,8 @@ def build_loader(dataset: CropDataset, config: Config, seed: int) -> tuple[DataL
 def train(config: Config, resume: str | bool | None = None) -> Path:
     """Train `config` into `config.output_dir`; returns the folder of the final blur->sharp generator."""
     run_dir = Path(config.output_dir)
+    if config.loss.color_space == "lab" and config.data.channels != 3:
+        raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {config.data.channels}")
     resume_from = resolve_resume(run_dir, resume)
     accelerator = build_accelerator(config, run_dir)
     train_cfg, loss_cfg = config.train, config.loss
@@ -287,7 +289,10 @@ def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: L
         weights["tv"] = loss_cfg.tv
     if loss_cfg.color > 0:
         sigma = loss_cfg.color_blur_sigma
-        terms["color"] = color_consistency(fake_sharp, blurred, sigma) + color_consistency(fake_blurred, sharp, sigma)
+        space = loss_cfg.color_space
+        terms["color"] = color_consistency(fake_sharp, blurred, sigma, space) + color_consistency(
+            fake_blurred, sharp, sigma, space
+        )
         weights["color"] = loss_cfg.color
     return fake_sharp, fake_blurred, terms, weights
 
