@@ -9,8 +9,26 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
 
-def generator_adversarial_loss(fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """How far the generator is from making the discriminator call its output real."""
+# A discriminator returns one logit map, or (weight, logit map) per scale (the multi-scale PatchGAN).
+Logits = torch.Tensor | list[tuple[float, torch.Tensor]]
+
+
+def _per_scale(logits: Logits) -> list[tuple[float, torch.Tensor]]:
+    return [(1.0, logits)] if isinstance(logits, torch.Tensor) else logits
+
+
+def generator_adversarial_loss(fake_logits: Logits, mode: str) -> torch.Tensor:
+    """How far the generator is from making the discriminator call its output real (weighted over scales)."""
+    return sum(weight * _generator_loss(logits, mode) for weight, logits in _per_scale(fake_logits))
+
+
+def discriminator_adversarial_loss(real_logits: Logits, fake_logits: Logits, mode: str) -> torch.Tensor:
+    """The discriminator's loss for telling real from fake (weighted over scales)."""
+    pairs = zip(_per_scale(real_logits), _per_scale(fake_logits))
+    return sum(weight * _discriminator_loss(real, fake, mode) for (weight, real), (_, fake) in pairs)
+
+
+def _generator_loss(fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "lsgan":
         return F.mse_loss(fake_logits, torch.ones_like(fake_logits))
     if mode == "vanilla":
@@ -20,8 +38,8 @@ def generator_adversarial_loss(fake_logits: torch.Tensor, mode: str) -> torch.Te
     raise ValueError(f"unknown GAN loss {mode!r}")
 
 
-def discriminator_adversarial_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
-    """The discriminator's loss for telling real from fake, halved as in CycleGAN to slow it relative to G."""
+def _discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
+    """Halved as in CycleGAN, to slow the discriminator relative to the generator."""
     if mode == "lsgan":
         loss = F.mse_loss(real_logits, torch.ones_like(real_logits)) + F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
     elif mode == "vanilla":

@@ -377,3 +377,19 @@ def test_wiener_generator_round_trips(tmp_path, astronaut):
         assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))
     with pytest.raises(ConfigError, match="kernel_family"):
         WienerDeblurGenerator(kernel_family="box")
+
+
+def test_multiscale_discriminator_judges_full_and_half_resolution(tmp_path, astronaut):
+    from cycledeblur.losses import generator_adversarial_loss
+    from cycledeblur.models import MultiScaleDiscriminator
+
+    judge = MultiScaleDiscriminator(base_channels=4, n_layers=2)
+    (full_weight, full), (half_weight, half) = judge(astronaut)
+    assert (full_weight, half_weight) == (0.6, 0.4)
+    assert full.shape == judge.full_scale(astronaut).shape and half.shape[-1] < full.shape[-1]
+    expected = 0.6 * generator_adversarial_loss(full, "lsgan") + 0.4 * generator_adversarial_loss(half, "lsgan")
+    assert torch.allclose(generator_adversarial_loss(judge(astronaut), "lsgan"), expected)
+    randomised(judge).save_pretrained(tmp_path)
+    reloaded = DISCRIMINATORS.get("multiscale_patchgan").from_pretrained(tmp_path)
+    with torch.no_grad():
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(reloaded(astronaut), judge.eval()(astronaut)))

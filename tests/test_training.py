@@ -186,3 +186,8 @@ def test_lab_color_loss_trains_and_needs_rgb(tiny_config):
     assert color[0] == 0 < color[-1]  # the residual generators start as the identity, then move
     with pytest.raises(ConfigError, match="color_space lab"):
         train(tiny_config("train.max_steps=2", "loss.color=1", "loss.color_space=lab", "data.channels=1"))
+
+
+def test_multiscale_discriminator_trains(tiny_config):
+    run = train(tiny_config("train.max_steps=2", "model.discriminator.name=multiscale_patchgan")).parent
+    assert all(row["loss/d_sharp"] > 0 for row in read_metrics(run))

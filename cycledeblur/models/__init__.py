@@ -4,7 +4,7 @@ from typing import Any
 
 from .hub import HubModel, load_generator
 from .kernel import KernelBlurGenerator
-from .patchgan import PatchDiscriminator
+from .patchgan import MultiScaleDiscriminator, PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
 from .wiener import WienerDeblurGenerator
@@ -25,6 +25,7 @@ __all__ = [
     "GENERATORS",
     "HubModel",
     "KernelBlurGenerator",
+    "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "Registry",
     "ResnetGenerator",

@@ -59,3 +59,33 @@ class PatchDiscriminator(HubModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+@DISCRIMINATORS.register("multiscale_patchgan")
+class MultiScaleDiscriminator(HubModel):
+    """Two PatchGANs (pix2pixHD, Wang et al. 2018): one on the image, one on it downsampled 2x (average pooling).
+
+    The half-resolution judge sees twice the context per logit, so it judges the global structure while the
+    full-resolution one judges fine detail. `forward` returns [(full_weight, logits), (half_weight, logits)];
+    the adversarial losses take the weighted sum of the two scales' losses.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_channels: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        spectral_norm: bool = False,
+        full_weight: float = 0.6,
+        half_weight: float = 0.4,
+    ) -> None:
+        super().__init__()
+        options = {"in_channels": in_channels, "base_channels": base_channels, "n_layers": n_layers, "norm": norm}
+        self.full_scale = PatchDiscriminator(**options, spectral_norm=spectral_norm)
+        self.half_scale = PatchDiscriminator(**options, spectral_norm=spectral_norm)
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.weights = (full_weight, half_weight)
+
+    def forward(self, x: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+        return [(self.weights[0], self.full_scale(x)), (self.weights[1], self.half_scale(self.downsample(x)))]
