@@ -393,3 +393,36 @@ def test_multiscale_discriminator_judges_full_and_half_resolution(tmp_path, astr
     reloaded = DISCRIMINATORS.get("multiscale_patchgan").from_pretrained(tmp_path)
     with torch.no_grad():
         assert all(torch.equal(a[1], b[1]) for a, b in zip(reloaded(astronaut), judge.eval()(astronaut)))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"attention": True, "norm": "batch"}, {"residual_output": False, "out_channels": 1, "n_downsampling": 2}],
+)
+def test_unet_generator_shapes_identity_and_round_trip(tmp_path, astronaut, kwargs):
+    from cycledeblur.models import UnetGenerator
+
+    generator = UnetGenerator(base_channels=4, n_downsampling=kwargs.pop("n_downsampling", 3), **kwargs)
+    with torch.no_grad():
+        output = generator(astronaut)
+    assert output.shape == (1, kwargs.get("out_channels", 3), 64, 64) and output.abs().max() <= 1
+    if generator.residual_output:
+        assert torch.equal(output, astronaut)  # zero-initialised head: the untrained network is the identity
+    randomised(generator).eval().save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_generator(tmp_path)(astronaut), generator(astronaut))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        UnetGenerator(base_channels=4, n_downsampling=3)(astronaut[..., :60, :60])
+
+
+def test_self_attention_starts_as_the_identity_and_mixes_positions():
+    from cycledeblur.models.unet import SelfAttention
+
+    attention = SelfAttention(8)
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.equal(attention(x), x)
+    with torch.no_grad():
+        attention.gamma.fill_(1.0)
+    x.requires_grad_(True)
+    attention(x)[0, :, 0, 0].sum().backward()
+    assert (x.grad[0, :, 3, 3] != 0).any()  # the corner pixel's output depends on the opposite corner

@@ -191,3 +191,9 @@ def test_lab_color_loss_trains_and_needs_rgb(tiny_config):
 def test_multiscale_discriminator_trains(tiny_config):
     run = train(tiny_config("train.max_steps=2", "model.discriminator.name=multiscale_patchgan")).parent
     assert all(row["loss/d_sharp"] > 0 for row in read_metrics(run))
+
+
+def test_unet_generator_with_attention_trains(tiny_config):
+    generator = "model.generator={name: unet, base_channels: 4, n_downsampling: 3, attention: true}"
+    run = train(tiny_config("train.max_steps=2", generator)).parent
+    assert len(read_metrics(run)) == 2 and load_generator(run / "generator").architecture == "unet"

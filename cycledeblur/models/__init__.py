@@ -7,6 +7,7 @@ from .kernel import KernelBlurGenerator
 from .patchgan import MultiScaleDiscriminator, PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
+from .unet import UnetGenerator
 from .wiener import WienerDeblurGenerator
 
 
@@ -29,6 +30,7 @@ __all__ = [
     "PatchDiscriminator",
     "Registry",
     "ResnetGenerator",
+    "UnetGenerator",
     "WienerDeblurGenerator",
     "build_discriminator",
     "build_generator",
