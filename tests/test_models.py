@@ -217,9 +217,11 @@ def test_arguments_that_json_cannot_hold_are_refused():
 
 
 def test_registry():
-    with pytest.raises(ConfigError, match="unknown generator 'unet'; valid generators: kernel, resnet"):
-        GENERATORS.get("unet")
-    with pytest.raises(ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: patchgan"):
+    with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, resnet, unet, wiener"):
+        GENERATORS.get("vae")
+    with pytest.raises(
+        ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: multiscale_patchgan, patchgan"
+    ):
         build_discriminator("stylegan")
     parameters = GENERATORS.parameters("resnet")
     assert list(parameters)[:3] == ["in_channels", "out_channels", "base_channels"]

@@ -14,6 +14,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_model
+import torch
 from torch import nn
 
 from ..errors import ConfigError, UserError
@@ -48,6 +49,23 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     return nn.Identity()
+
+
+def check_size_multiple(images: torch.Tensor, multiple: int) -> None:
+    """Refuse an input whose height or width the network's strided levels cannot halve down and double back."""
+    if images.shape[-2] % multiple or images.shape[-1] % multiple:
+        raise ValueError(f"input height and width must be multiples of {multiple}; got {tuple(images.shape[-2:])}")
+
+
+def zero_init(layer: nn.Conv2d) -> None:
+    """A head that starts at zero: added to the input, the untrained network is the identity."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+def image_output(inputs: torch.Tensor, head_output: torch.Tensor, residual: bool) -> torch.Tensor:
+    """The generator's image in [-1, 1]: the input plus the head's correction, or the head squashed by tanh."""
+    return (inputs + head_output).clamp(-1, 1) if residual else torch.tanh(head_output)
 
 
 class HubModel(

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import NORMS, HubModel, check_choice, norm_layer
+from .hub import NORMS, HubModel, check_choice, check_size_multiple, image_output, norm_layer, zero_init
 from .registry import GENERATORS
 
 
@@ -92,24 +92,18 @@ class UnetGenerator(HubModel, pipeline_tag="image-to-image"):
         self.head = nn.Conv2d(widths[0], out_channels, 3, padding=1)
         self.init_weights()
         if residual_output:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+            zero_init(self.head)
 
     @property
     def size_multiple(self) -> int:
         return 2**self.n_downsampling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple:
-            raise ValueError(
-                f"input height and width must be multiples of {self.size_multiple}; got {tuple(x.shape[-2:])}"
-            )
+        check_size_multiple(x, self.size_multiple)
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))
         features = self.bottleneck(skips.pop())
         for block in self.up:
             features = block["fuse"](torch.cat([block["upsample"](features), skips.pop()], dim=1))
-        if self.residual_output:
-            return (x + self.head(features)).clamp(-1, 1)
-        return torch.tanh(self.head(features))
+        return image_output(x, self.head(features), self.residual_output)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import HubModel
+from .hub import HubModel, zero_init
 from .kernel import KernelPredictor
 from .registry import GENERATORS
 
@@ -72,8 +72,7 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
         self.init_weights()
         self.predictor.reset_head()
         if self.refine is not None:
-            nn.init.zeros_(self.refine[-1].weight)
-            nn.init.zeros_(self.refine[-1].bias)
+            zero_init(self.refine[-1])
 
     @property
     def size_multiple(self) -> int:
