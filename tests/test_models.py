@@ -217,7 +217,7 @@ def test_arguments_that_json_cannot_hold_are_refused():
 
 
 def test_registry():
-    with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, resnet, unet, wiener"):
+    with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, light, resnet, unet, wiener"):
         GENERATORS.get("vae")
     with pytest.raises(
         ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: multiscale_patchgan, patchgan"
@@ -428,3 +428,16 @@ def test_self_attention_starts_as_the_identity_and_mixes_positions():
     x.requires_grad_(True)
     attention(x)[0, :, 0, 0].sum().backward()
     assert (x.grad[0, :, 3, 3] != 0).any()  # the corner pixel's output depends on the opposite corner
+
+
+def test_light_generator_is_small_starts_as_identity_and_round_trips(tmp_path, astronaut):
+    from cycledeblur.models import LightGenerator
+
+    light, resnet = LightGenerator(base_channels=8, n_blocks=2), ResnetGenerator(base_channels=8, n_blocks=2)
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert count(light) < count(resnet) / 4
+    with torch.no_grad():
+        assert torch.equal(light(astronaut), astronaut)
+    randomised(light).eval().save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_generator(tmp_path)(astronaut), light(astronaut))

@@ -197,3 +197,8 @@ def test_unet_generator_with_attention_trains(tiny_config):
     generator = "model.generator={name: unet, base_channels: 4, n_downsampling: 3, attention: true}"
     run = train(tiny_config("train.max_steps=2", generator)).parent
     assert len(read_metrics(run)) == 2 and load_generator(run / "generator").architecture == "unet"
+
+
+def test_light_generator_trains(tiny_config):
+    run = train(tiny_config("train.max_steps=2", "model.generator={name: light, base_channels: 4, n_blocks: 1}")).parent
+    assert load_generator(run / "generator").architecture == "light"

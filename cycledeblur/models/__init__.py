@@ -4,6 +4,7 @@ from typing import Any
 
 from .hub import HubModel, load_generator
 from .kernel import KernelBlurGenerator
+from .light import LightGenerator
 from .patchgan import MultiScaleDiscriminator, PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
@@ -26,6 +27,7 @@ __all__ = [
     "GENERATORS",
     "HubModel",
     "KernelBlurGenerator",
+    "LightGenerator",
     "MultiScaleDiscriminator",
     "PatchDiscriminator",
     "Registry",
