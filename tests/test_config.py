@@ -7,6 +7,8 @@ from cycledeblur.errors import ConfigError
 
 from .conftest import ROOT
 
+ALL_GENERATORS = "kernel, light, resnet, unet, wiener"
+
 
 @pytest.mark.parametrize(
     ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener")]
@@ -53,7 +55,7 @@ def test_dotted_overrides_are_typed():
         ("loss.gan_mode=wgan", "loss.gan_mode must be one of 'lsgan', 'vanilla', 'hinge'"),
         ("train.betas=[0.5]", "train.betas must be a list of 2 values"),
         ("model.generator.n_blokcs=2", "unknown config key 'model.generator.n_blokcs' for model.generator 'resnet'"),
-        ("model.generator.name=unet9000", "unknown generator 'unet9000'; valid generators: kernel, resnet"),
+        ("model.generator.name=unet9000", f"unknown generator 'unet9000'; valid generators: {ALL_GENERATORS}"),
         ("model.generator.in_channels=1", "is set from data.channels"),
         ("model.discriminator.n_layers=x", "model.discriminator.n_layers has the wrong type"),
         ("train", "must look like key=value"),

@@ -51,21 +51,10 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def check_size_multiple(images: torch.Tensor, multiple: int) -> None:
-    """Refuse an input whose height or width the network's strided levels cannot halve down and double back."""
-    if images.shape[-2] % multiple or images.shape[-1] % multiple:
-        raise ValueError(f"input height and width must be multiples of {multiple}; got {tuple(images.shape[-2:])}")
-
-
 def zero_init(layer: nn.Conv2d) -> None:
-    """A head that starts at zero: added to the input, the untrained network is the identity."""
+    """A layer that starts at zero: added to the input, the untrained network is the identity."""
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
-
-
-def image_output(inputs: torch.Tensor, head_output: torch.Tensor, residual: bool) -> torch.Tensor:
-    """The generator's image in [-1, 1]: the input plus the head's correction, or the head squashed by tanh."""
-    return (inputs + head_output).clamp(-1, 1) if residual else torch.tanh(head_output)
 
 
 class HubModel(
@@ -196,3 +185,36 @@ def load_generator(path_or_hub_id: str | Path, *, revision: str | None = None) -
             f" generators: {', '.join(GENERATORS.names())}"
         )
     return GENERATORS.get(architecture).from_pretrained(path_or_hub_id, revision=revision)
+
+
+class EncoderDecoderGenerator(HubModel):
+    """What the encoder-decoder generators (resnet, unet, light) share: `n_downsampling` stride-2 levels, so
+    inputs must be multiples of `size_multiple`, and a `head` conv whose output is added to the input
+    (`residual_output`, starting at zero: the untrained network is the identity) or squashed by tanh.
+    Subclasses set those three attributes and define `features`."""
+
+    n_downsampling: int
+    residual_output: bool
+    head: nn.Conv2d
+
+    @property
+    def size_multiple(self) -> int:
+        """Input heights and widths must be multiples of this."""
+        return 2**self.n_downsampling
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.residual_output:
+            zero_init(self.head)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map, at the input's resolution, for the head."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple:
+            raise ValueError(
+                f"input height and width must be multiples of {self.size_multiple}; got {tuple(x.shape[-2:])}"
+            )
+        correction = self.head(self.features(x))
+        return (x + correction).clamp(-1, 1) if self.residual_output else torch.tanh(correction)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import NORMS, HubModel, check_choice, check_size_multiple, image_output, norm_layer, zero_init
+from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 
@@ -38,7 +38,7 @@ class LightBlock(nn.Module):
 
 
 @GENERATORS.register("light")
-class LightGenerator(HubModel, pipeline_tag="image-to-image"):
+class LightGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
     """Stem, strided depthwise-separable downsampling, `n_blocks` light residual blocks, 2x resize + depthwise-
     separable upsampling, 3x3 head. H and W must be multiples of `size_multiple`; `residual_output` as in the
     ResNet generator (the untrained network is the identity)."""
@@ -80,14 +80,6 @@ class LightGenerator(HubModel, pipeline_tag="image-to-image"):
         )
         self.head = nn.Conv2d(widths[0], out_channels, 3, padding=1)
         self.init_weights()
-        if residual_output:
-            zero_init(self.head)
 
-    @property
-    def size_multiple(self) -> int:
-        return 2**self.n_downsampling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_size_multiple(x, self.size_multiple)
-        features = self.decoder(self.blocks(self.encoder(self.stem(x))))
-        return image_output(x, self.head(features), self.residual_output)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.blocks(self.encoder(self.stem(x))))

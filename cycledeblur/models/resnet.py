@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import NORMS, HubModel, check_choice, check_size_multiple, image_output, norm_layer, zero_init
+from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 UPSAMPLES = ("resize_conv", "transposed")
@@ -37,7 +37,7 @@ class ResnetBlock(nn.Module):
 
 
 @GENERATORS.register("resnet")
-class ResnetGenerator(HubModel, pipeline_tag="image-to-image"):
+class ResnetGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
     """7x7 stem, strided 3x3 downsampling, residual blocks, 2x upsampling, 7x7 head.
 
     Maps NCHW images in [-1, 1] to images in [-1, 1]; H and W must be multiples of `size_multiple`.
@@ -97,15 +97,6 @@ class ResnetGenerator(HubModel, pipeline_tag="image-to-image"):
         self.head = _conv(widths[0], out_channels, 7, padding, bias=True)
 
         self.init_weights()
-        if residual_output:
-            zero_init(self.head)
 
-    @property
-    def size_multiple(self) -> int:
-        """Input heights and widths must be multiples of this."""
-        return 2**self.n_downsampling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_size_multiple(x, self.size_multiple)
-        features = self.decoder(self.blocks(self.encoder(x)))
-        return image_output(x, self.head(features), self.residual_output)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.blocks(self.encoder(x)))

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import NORMS, HubModel, check_choice, check_size_multiple, image_output, norm_layer, zero_init
+from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 
@@ -28,7 +28,7 @@ class SelfAttention(nn.Module):
 
 
 @GENERATORS.register("unet")
-class UnetGenerator(HubModel, pipeline_tag="image-to-image"):
+class UnetGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
     """Encoder of stride-2 4x4 convs (LeakyReLU 0.2), decoder of 2x resize-convs (ReLU), each decoder level fed the
     encoder level of the same size (skip connections), so fine detail needs not pass the bottleneck.
 
@@ -91,19 +91,12 @@ class UnetGenerator(HubModel, pipeline_tag="image-to-image"):
         )
         self.head = nn.Conv2d(widths[0], out_channels, 3, padding=1)
         self.init_weights()
-        if residual_output:
-            zero_init(self.head)
 
-    @property
-    def size_multiple(self) -> int:
-        return 2**self.n_downsampling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_size_multiple(x, self.size_multiple)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))
         features = self.bottleneck(skips.pop())
         for block in self.up:
             features = block["fuse"](torch.cat([block["upsample"](features), skips.pop()], dim=1))
-        return image_output(x, self.head(features), self.residual_output)
+        return features
