@@ -197,6 +197,16 @@ class EncoderDecoderGenerator(HubModel):
     residual_output: bool
     head: nn.Conv2d
 
+    def set_layout(self, in_channels: int, out_channels: int, n_downsampling: int, residual_output: bool) -> None:
+        """Record the attributes the shared parts read; a residual output must have the input's channel count."""
+        if residual_output and in_channels != out_channels:
+            raise ConfigError(
+                f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
+            )
+        self.in_channels = in_channels
+        self.n_downsampling = n_downsampling
+        self.residual_output = residual_output
+
     @property
     def size_multiple(self) -> int:
         """Input heights and widths must be multiples of this."""

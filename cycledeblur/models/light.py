@@ -3,7 +3,6 @@
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
@@ -55,13 +54,7 @@ class LightGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
     ) -> None:
         super().__init__()
         check_choice("norm", norm, NORMS)
-        if residual_output and in_channels != out_channels:
-            raise ConfigError(
-                f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
-            )
-        self.in_channels = in_channels
-        self.n_downsampling = n_downsampling
-        self.residual_output = residual_output
+        self.set_layout(in_channels, out_channels, n_downsampling, residual_output)
         widths = [base_channels * 2**level for level in range(n_downsampling + 1)]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.ReLU(inplace=True))
         self.encoder = nn.Sequential(

@@ -3,7 +3,6 @@
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
@@ -63,13 +62,7 @@ class ResnetGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
         check_choice("norm", norm, NORMS)
         check_choice("upsample", upsample, UPSAMPLES)
         check_choice("padding", padding, PADDINGS)
-        if residual_output and in_channels != out_channels:
-            raise ConfigError(
-                f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
-            )
-        self.in_channels = in_channels
-        self.n_downsampling = n_downsampling
-        self.residual_output = residual_output
+        self.set_layout(in_channels, out_channels, n_downsampling, residual_output)
         # A bias followed by a normalisation is cancelled by its mean subtraction.
         bias = norm == "none"
         widths = [base_channels * 2**level for level in range(n_downsampling + 1)]

@@ -51,13 +51,7 @@ class UnetGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
         check_choice("norm", norm, NORMS)
         if n_downsampling < 1:
             raise ConfigError(f"n_downsampling must be >= 1, got {n_downsampling}")
-        if residual_output and in_channels != out_channels:
-            raise ConfigError(
-                f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
-            )
-        self.in_channels = in_channels
-        self.n_downsampling = n_downsampling
-        self.residual_output = residual_output
+        self.set_layout(in_channels, out_channels, n_downsampling, residual_output)
         widths = [base_channels * min(2**level, 8) for level in range(n_downsampling + 1)]
         bias = norm == "none"  # a bias before a normalisation is cancelled by its mean subtraction
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.LeakyReLU(0.2, inplace=True))
