@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cycledeblur", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train an unpaired deblurring CycleGAN")
+    train = commands.add_parser("train", help="train a deblurring generator: unpaired CycleGAN, or pix2pix with train.mode=paired")
     add_train_arguments(train)
     train.set_defaults(run=run_train)
 

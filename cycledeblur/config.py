@@ -7,6 +7,7 @@ registered network's constructor), so a typo or a wrong type fails at once with 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import types
 import typing
@@ -40,6 +41,30 @@ class DataConfig:
     times): a flat crop (sky, a scan's black border) holds no blur, and instance normalization divides its
     zero variance by ~sqrt(eps), which blows its gradients up to inf/NaN."""
     num_workers: int = 2
+    crop_schedule: dict[int, int] = field(default_factory=dict)
+    """Progressive resolution: {step: crop size from that step on}, e.g. {0: 64, 2000: 128, 4000: 256}. Sizes are at
+    most `crop_size`: the loader cuts `crop_size` crops and each step takes a random window of the scheduled size
+    from them. Empty: `crop_size` throughout."""
+    paired_blur: str = ""
+    """Semi-paired training: a few blurred photos whose sharp twins (same file names) are in `paired_sharp`. The
+    deblurring generator is pulled toward each twin by `loss.paired_l1`. (In `train.mode: paired`, `blur` and
+    `sharp` themselves are the pairs.)"""
+    paired_sharp: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.paired_blur) != bool(self.paired_sharp):
+            raise ConfigError("data.paired_blur and data.paired_sharp go together: set both or neither")
+        for step, size in self.crop_schedule.items():
+            if step < 0 or not 0 < size <= self.crop_size:
+                raise ConfigError(
+                    f"data.crop_schedule {{{step}: {size}}}: steps must be >= 0 and sizes in 1..data.crop_size "
+                    f"({self.crop_size}), the size the loader cuts"
+                )
+
+    def crop_size_at(self, step: int) -> int:
+        """The crop size of `step` under `crop_schedule` (`crop_size` before its first step, or without one)."""
+        started = [start for start in self.crop_schedule if start <= step]
+        return self.crop_schedule[max(started)] if started else self.crop_size
 
 
 @dataclass
@@ -92,10 +117,20 @@ class LossConfig:
     """Scale (pixels) of the low-pass filter under which the color loss compares output and input."""
     color_space: Literal["rgb", "lab"] = "rgb"
     """Where the color loss compares: RGB, or CIELAB (3-channel data only), where distance follows visibility."""
+    paired_l1: float = 100.0
+    """Weight of the L1 distance between a deblurred photo and its sharp twin: the content loss of
+    `train.mode: paired` (pix2pix's 100, against 1 for `adv_deblur`), and the pull of `data.paired_blur` pairs."""
 
 
 @dataclass
 class TrainConfig:
+    mode: Literal["unpaired", "paired"] = "unpaired"
+    """unpaired: CycleGAN on unrelated blurred and sharp photos. paired: pix2pix on blurred/sharp pairs with matching
+    file names (a conditional judge sees the blurred photo beside the sharp or deblurred one; loss: adversarial
+    x `loss.adv_deblur` + L1 x `loss.paired_l1`)."""
+    pretrain_steps: int = 0
+    """Paired mode's two-stage training: for this many steps the generator learns from the L1 content loss alone
+    (the judge idles), then adversarial training starts from that well-behaved generator."""
     max_steps: int = 100_000
     batch_size: int = 1
     grad_accum_steps: int = 1
@@ -126,6 +161,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         bounds = {
             "n_critic": self.n_critic >= 1,
+            "pretrain_steps": self.pretrain_steps >= 0,
             "instance_noise": self.instance_noise >= 0,
             "instance_noise_steps": self.instance_noise_steps >= 0,
             "ema_decay": 0 <= self.ema_decay < 1,
@@ -148,6 +184,16 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        """Checks across sections."""
+        paired = self.train.mode == "paired"
+        if paired and self.data.paired_blur:
+            raise ConfigError("train.mode=paired trains on data.blur/data.sharp as pairs; data.paired_blur is for unpaired mode")
+        if self.train.pretrain_steps and not paired:
+            raise ConfigError("train.pretrain_steps needs train.mode=paired (its content loss is the L1 to the pairs)")
+        if self.loss.color_space == "lab" and self.data.channels != 3:
+            raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {self.data.channels}")
 
 
 # Set from `data.channels` by the training code, so a user never has to keep them in sync by hand.
@@ -215,8 +261,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
+            f"unknown config key {prefix + unknown[0]!r}{hint}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
             + ", ".join(fields)
         )
     values = {}
@@ -242,6 +290,13 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
             raise ConfigError(f"{key} must be a list of {len(item_types)} values, got {value!r}")
         return tuple(_convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin is dict:
+        key_type, value_type = typing.get_args(expected)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {
+            _convert(key_type, k, f"{key} key {k!r}"): _convert(value_type, v, f"{key}[{k!r}]") for k, v in value.items()
+        }
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(expected):
             if option is type(None) and value is None:

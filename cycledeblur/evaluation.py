@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio, structural_similarity_index_measure
 
-from .data import list_images, load_image_tensor
+from .data import list_images, load_image_tensor, pair_name
 from .errors import UserError
 from .inference import Deblurrer
 
@@ -94,10 +94,10 @@ def matching_pairs(blur_dir: Path, sharp_dir: Path) -> list[tuple[str, Path, Pat
     for folder, flag in ((blur_dir, "--blur"), (sharp_dir, "--sharp")):
         if not folder.is_dir():
             raise UserError(f"{flag} {folder}: no such folder")
-    sharp_by_name = {p.relative_to(sharp_dir).with_suffix("").as_posix(): p for p in list_images(sharp_dir)}
+    sharp_by_name = {pair_name(p, sharp_dir): p for p in list_images(sharp_dir)}
     pairs = []
     for blurred in list_images(blur_dir):
-        name = blurred.relative_to(blur_dir).with_suffix("").as_posix()
+        name = pair_name(blurred, blur_dir)
         if name in sharp_by_name:
             pairs.append((name, blurred, sharp_by_name[name]))
     if not pairs:
@@ -126,7 +126,7 @@ def evaluate_sharpness(deblurrer: Deblurrer, blur_dir: Path) -> EvaluationReport
     report = EvaluationReport("no-reference")
     for path in paths:
         blurred = load_image_tensor(path, deblurrer.channels)
-        name = path.relative_to(blur_dir).with_suffix("").as_posix()
+        name = pair_name(path, blur_dir)
         report.images.append(ImageScores(name, sharpness_scores(blurred), sharpness_scores(deblurrer(blurred))))
     return report
 

@@ -47,7 +47,7 @@ def test_dotted_overrides_are_typed():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("train.max_stepz=3", "unknown config key 'train.max_stepz'; valid keys under train: max_steps"),
+        ("train.max_stepz=3", "unknown config key 'train.max_stepz' (did you mean 'train.max_steps'?); valid keys under train: mode"),
         ("trian.max_steps=3", "unknown config key 'trian'"),
         ("train.max_steps=many", "train.max_steps has the wrong type: expected int, got 'many'"),
         ("train.max_steps=2.5", "train.max_steps has the wrong type"),

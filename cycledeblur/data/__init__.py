@@ -1,18 +1,22 @@
 """Data: image collections as HF datasets, decoded to tensors, cut into replayable random crops."""
 
-from .crops import CropDataset, EpochSampler, build_augmentation
+from .crops import CropDataset, EpochSampler, PairedCropDataset, build_augmentation
 from ..image_files import list_images, open_image
 from .images import ImageFormat, adapt_channels, load_image_tensor, pixels_to_array, read_image, save_image_tensor
+from .pairs import load_pairs, pair_name
 from .sources import load_image_source
 
 __all__ = [
     "CropDataset",
     "EpochSampler",
     "ImageFormat",
+    "PairedCropDataset",
     "adapt_channels",
     "build_augmentation",
     "list_images",
     "load_image_source",
+    "load_pairs",
+    "pair_name",
     "load_image_tensor",
     "open_image",
     "pixels_to_array",

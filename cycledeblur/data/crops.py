@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import datasets
 import torch
 from torch.utils.data import Dataset, Sampler
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -66,9 +67,10 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def load(self, index: int) -> torch.Tensor:
-        """The whole image `index` as a float CxHxW tensor in [0, 1], upscaled if smaller than the crop."""
-        record = self.images[index][self.image_column]
+    def load(self, index: int, images: datasets.Dataset | None = None) -> torch.Tensor:
+        """Whole image `index` (of `images`, default this set's) as a float CxHxW tensor in [0, 1], upscaled if
+        smaller than the crop."""
+        record = (self.images if images is None else images)[index][self.image_column]
         name = record.get("path") or f"{self.image_column}[{index}]"
         image = load_image_tensor(record.get("bytes") or record["path"], self.config.channels, name)
         crop = self.config.crop_size
@@ -85,13 +87,51 @@ class CropDataset(Dataset):
                 image = F.pad(image, [crop // 2] * 4, padding_mode="edge")
         return image
 
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
-        epoch, index = key
-        image = self.load(index)
+    def crops(self, epoch: int, index: int, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The same random crop and augmentation of each of `images`, in [-1, 1], drawn from (seed, epoch, index)."""
+        images = tuple(tv_tensors.Image(image) for image in images)  # v2 transforms every Image alike
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_mix(self.seed, epoch, index))
             for _ in range(FLAT_CROP_RETRIES):
-                crop = self.augment(image)
-                if crop.flatten(1).std(dim=1).min() >= self.config.flat_crop_std:
+                crops = self.augment(*images)
+                crops = crops if isinstance(crops, tuple) else (crops,)
+                if crops[0].flatten(1).std(dim=1).min() >= self.config.flat_crop_std:
                     break
-        return crop * 2 - 1
+        return tuple(crop.as_subclass(torch.Tensor) * 2 - 1 for crop in crops)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        epoch, index = key
+        return self.crops(epoch, index, self.load(index))[0]
+
+
+class PairedCropDataset(CropDataset):
+    """(blurred, sharp) crops of aligned pairs (see `load_pairs`): one crop window and augmentation for both."""
+
+    def __init__(self, blurred: datasets.Dataset, sharp: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
+        super().__init__(blurred, config, seed, image_column)
+        self.sharp = sharp
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        blurred, sharp = self.load(index), self.load(index, self.sharp)
+        if blurred.shape != sharp.shape:
+            names = [images[index][self.image_column].get("path") or f"row {index}" for images in (self.images, self.sharp)]
+            raise UserError(
+                f"pair {names[0]} / {names[1]}: the images differ in size ({tuple(blurred.shape[-2:])} vs "
+                f"{tuple(sharp.shape[-2:])}); a pair must show the same scene pixel for pixel"
+            )
+        return self.crops(epoch, index, blurred, sharp)
+
+
+def random_windows(images: list[torch.Tensor], size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """The same random `size` x `size` window of each sample in each N x C x H x W batch of `images` (which share
+    their shape): progressive resolution's smaller crops, cut on the fly from the loader's full-size ones."""
+    height, width = images[0].shape[-2:]
+    if (height, width) == (size, size):
+        return images
+    tops = torch.randint(height - size + 1, (len(images[0]),), generator=generator).tolist()
+    lefts = torch.randint(width - size + 1, (len(images[0]),), generator=generator).tolist()
+    return [
+        torch.stack([batch[i, :, top : top + size, left : left + size] for i, (top, left) in enumerate(zip(tops, lefts))])
+        for batch in images
+    ]

@@ -1,5 +1,19 @@
-"""Training: the CycleGAN loop and what it relies on (checkpoints, image pool, schedules, logging)."""
+"""Training: one explicit loop per mode (unpaired CycleGAN, paired pix2pix) over a shared session (run folder,
+Accelerator, checkpoints, logs), and what they rely on (image pool, schedules, samples, model card)."""
 
-from .cyclegan import train
+from __future__ import annotations
 
-__all__ = ["train"]
+from pathlib import Path
+
+from ..config import Config
+from .cyclegan import train_unpaired
+from .pix2pix import train_paired
+
+
+def train(config: Config, resume: str | bool | None = None) -> Path:
+    """Train `config` (`train.mode` picks the loop) into `config.output_dir`; returns the generator's folder."""
+    loop = train_paired if config.train.mode == "paired" else train_unpaired
+    return loop(config, resume)
+
+
+__all__ = ["train", "train_paired", "train_unpaired"]

@@ -22,6 +22,8 @@ class ImagePool:
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return images
+        if self.images and self.images[0].shape != images.shape[1:]:
+            self.images = []  # progressive resolution moved on: older fakes no longer fit the batch
         chosen = []
         for image in images.detach():
             if len(self.images) < self.size:

@@ -15,8 +15,7 @@ CARD_TEMPLATE = """---
 
 # cycledeblur generator: blurred -> sharp
 
-An unpaired deblurring generator (`{{ architecture }}`) trained with [cycledeblur]({{ repo_url }}): a CycleGAN
-with cycle-consistency, identity, total-variation and color losses, trained on unrelated blurred and sharp photos.
+A deblurring generator (`{{ architecture }}`) trained with [cycledeblur]({{ repo_url }}): {{ recipe }}
 
 - Training steps: {{ steps }}
 - Blurred data: `{{ blur_source }}`; sharp data: `{{ sharp_source }}`
@@ -51,13 +50,22 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return "| metric | value |\n| --- | --- |\n" + rows
 
 
+RECIPES = {
+    "unpaired": "a CycleGAN with cycle-consistency, identity, total-variation and color losses, trained on unrelated "
+    "blurred and sharp photos.",
+    "paired": "a conditional GAN (pix2pix) with an L1 content loss, trained on blurred/sharp pairs.",
+}
+RECIPE_TAGS = {"unpaired": "cyclegan", "paired": "pix2pix"}
+
+
 def write_generator(generator, folder: Path, config: Config, steps: int, metrics: dict[str, float]) -> None:
     """`save_pretrained` the generator into `folder` with a model card (written first: the mixin keeps it)."""
     folder.mkdir(parents=True, exist_ok=True)
     card = ModelCard.from_template(
-        ModelCardData(library_name="cycledeblur", license="apache-2.0", tags=["image-deblurring", "cyclegan", "image-to-image"], pipeline_tag="image-to-image"),
+        ModelCardData(library_name="cycledeblur", license="apache-2.0", tags=["image-deblurring", RECIPE_TAGS[config.train.mode], "image-to-image"], pipeline_tag="image-to-image"),
         template_str=CARD_TEMPLATE,
         architecture=type(generator).architecture,
+        recipe=RECIPES[config.train.mode] + (" A few true pairs added an L1 term (semi-paired)." if config.data.paired_blur else ""),
         repo_url="https://github.com/cycledeblur/cycledeblur",
         steps=steps,
         blur_source=config.data.blur,

@@ -1,7 +1,9 @@
-"""Sample grids written during training: blurred input | deblurred | reblurred, one column per image."""
+"""Sample grids written during training: one column per image, one row per stage (blurred input, deblurred, then
+reblurred in unpaired runs or the sharp twin in paired ones)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,3 +24,16 @@ def save_sample_grid(rows: list[torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = rows[0].shape[0]
     save_image(torch.cat(rows).float().add(1).div(2).clamp(0, 1), path, nrow=columns, padding=2, pad_value=1.0)
+
+
+@torch.no_grad()
+def save_samples(accelerator, networks: list[torch.nn.Module], rows: Callable[..., list[torch.Tensor]], path: Path) -> None:
+    """Save the grid of `rows(*networks)`, the networks unwrapped, in eval mode, under the run's autocast."""
+    networks = [accelerator.unwrap_model(network) for network in networks]
+    for network in networks:
+        network.eval()
+    with accelerator.autocast():
+        grid = rows(*networks)
+    for network in networks:
+        network.train()
+    save_sample_grid(grid, path)

@@ -1,0 +1,111 @@
+"""Paired deblurring with a conditional GAN (pix2pix, Isola et al. 2017): the training loop, written out in one function.
+
+Data: blurred/sharp pairs with matching file names (GoPro-style). Two networks: `deblur` (blurred -> sharp) and a
+conditional PatchGAN that judges a candidate beside the blurred photo it came from: (blurred, sharp) is real,
+(blurred, deblurred) is fake, so the judge can check that the output is *this* photo sharpened, not any sharp photo.
+Generator loss: adversarial x `loss.adv_deblur` + L1 to the sharp twin x `loss.paired_l1` (+ TV). With
+`train.pretrain_steps`, the generator first learns from L1 alone (two-stage training).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config
+from ..data import PairedCropDataset, load_pairs
+from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, total_variation
+from ..models import build_discriminator, build_generator
+from .adversarial import frozen, with_instance_noise
+from .optim import adam, linear_decay
+from .samples import sample_batch, save_samples
+from .session import TrainingSession
+
+
+def train_paired(config: Config, resume: str | bool | None = None) -> Path:
+    """Train `config` (`train.mode: paired`) into `config.output_dir`; returns the generator's folder."""
+    session = TrainingSession(config, resume)
+    accelerator, train_cfg, loss_cfg, data_cfg = session.accelerator, config.train, config.loss, config.data
+
+    with accelerator.main_process_first():  # the first process builds the datasets' cache, the others reuse it
+        blurred_images, sharp_images = load_pairs(
+            data_cfg.blur, data_cfg.sharp, split=data_cfg.split, image_column=data_cfg.image_column,
+            keys=("data.blur", "data.sharp"),
+        )  # fmt: skip
+    pair_set = PairedCropDataset(blurred_images, sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
+    loader, sampler = session.loader(pair_set, seed=train_cfg.seed)
+
+    channels = data_cfg.channels
+    deblur = build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options)
+    # Conditional: the judge sees the blurred photo and a candidate stacked along the channels.
+    judge = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
+    session.check_crop_sizes(deblur, judge, 2 * channels)
+    optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg.betas)
+    optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg.betas)
+    scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
+    scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
+    deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
+        deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
+    )
+    unwrapped_judge = accelerator.unwrap_model(judge)  # called with frozen weights in the generator step
+    averaged_deblur = session.weight_average(deblur)
+    delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
+    session.start(averaged_deblur)
+
+    multiple = accelerator.unwrap_model(deblur).size_multiple
+    sample_indices = sorted({round(i * (len(pair_set) - 1) / 3) for i in range(4)})  # spread over the set
+    sample_blurred, sample_sharp = (
+        sample_batch([pair_set.load(i, images) for i in sample_indices], train_cfg.sample_size, multiple).to(accelerator.device)
+        for images in (blurred_images, sharp_images)
+    )
+
+    def sample_rows(deblur) -> list[torch.Tensor]:
+        return [sample_blurred, deblur(sample_blurred), sample_sharp]
+
+    batches = session.batches(loader, sampler)
+    with session.progress:
+        while session.step < train_cfg.max_steps:
+            blurred, sharp = session.windows(*next(batches))
+            pretraining = session.step < train_cfg.pretrain_steps
+            noise = train_cfg.instance_noise_at(session.step)
+            update_generator = pretraining or session.step % train_cfg.n_critic == 0
+            with accelerator.accumulate(deblur, judge):
+                if update_generator:
+                    fake_sharp = deblur(blurred)
+                    terms = {"paired_l1": F.l1_loss(fake_sharp, sharp)}
+                    weights = {"paired_l1": loss_cfg.paired_l1}
+                    if not pretraining:
+                        with frozen(unwrapped_judge) as fixed_judge:
+                            candidate = with_instance_noise(torch.cat([blurred, fake_sharp], 1), noise)
+                            terms["adv_deblur"] = generator_adversarial_loss(fixed_judge(candidate), loss_cfg.gan_mode)
+                        weights["adv_deblur"] = loss_cfg.adv_deblur
+                    if loss_cfg.tv > 0:
+                        terms["tv"], weights["tv"] = total_variation(fake_sharp), loss_cfg.tv
+                    accelerator.backward(sum(weights[name] * value for name, value in terms.items()))
+                    optimizer_g.step()
+                    optimizer_g.zero_grad(set_to_none=True)
+                else:  # an extra judge update: a fresh fake, no generator loss
+                    with torch.no_grad():
+                        fake_sharp, terms = deblur(blurred), {}
+
+                if not pretraining:  # the judge waits for a generator worth judging
+                    real = with_instance_noise(torch.cat([blurred, sharp], 1), noise)
+                    fake = with_instance_noise(torch.cat([blurred, fake_sharp.detach()], 1), noise)
+                    terms["d_sharp"] = discriminator_adversarial_loss(judge(real), judge(fake), loss_cfg.gan_mode)
+                    accelerator.backward(terms["d_sharp"])
+                    optimizer_d.step()
+                    optimizer_d.zero_grad(set_to_none=True)
+
+            session.record(terms)
+            if not accelerator.sync_gradients:
+                continue
+            if averaged_deblur is not None and update_generator:
+                averaged_deblur.update_parameters(accelerator.unwrap_model(deblur))
+            session.end_step(
+                [scheduler_g, scheduler_d],
+                [deblur, judge],
+                lambda path: save_samples(accelerator, [delivered], sample_rows, path),
+            )
+    return session.finish(delivered)

@@ -1,0 +1,219 @@
+"""What every training loop shares: the run folder, the Accelerator, replayable data streams, the step counter and
+its checkpoints, the weight average, and the log / sample / checkpoint chores that end each step.
+
+A loop (cyclegan.py, pix2pix.py) owns its networks and its losses and writes its step out in full; the session
+keeps the bookkeeping identical between them, so that resume, logs and outputs work the same in every mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+
+from ..config import Config, config_to_dict, save_config
+from ..data import CropDataset, EpochSampler
+from ..data.crops import random_windows
+from ..errors import ConfigError, UserError
+from .checkpoints import resolve_resume, save_checkpoint
+from .model_card import write_generator
+from .progress import TrainingProgress
+from .tracking import build_trackers
+
+
+class TrainState:
+    """The loop's own counters, saved with every checkpoint."""
+
+    def __init__(self):
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+    return Accelerator(
+        # Without cpu=True, `torchrun` on a machine with no GPU starts independent processes, not a gloo group.
+        cpu=not has_accelerator,
+        mixed_precision=config.train.mixed_precision,
+        # Two loaders of different lengths: an epoch end of either must not force an early optimizer step.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.train.grad_accum_steps, sync_with_dataloader=False
+        ),
+        # Schedules are defined in optimizer steps; Accelerate would otherwise step them once per process.
+        step_scheduler_with_optimizer=False,
+        log_with=build_trackers(run_dir / "logs"),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+
+
+def endless_batches(accelerator: Accelerator, loader: DataLoader, sampler: EpochSampler, start: int) -> Iterator:
+    """Batches forever, starting after the first `start` ones, epoch after epoch, as an uninterrupted run would."""
+    epoch, skip = divmod(start, len(loader))
+    while True:
+        source = accelerator.skip_first_batches(loader, skip) if skip else loader
+        source.set_epoch(epoch)
+        sampler.set_epoch(epoch)  # Accelerate forwards set_epoch two wrappers deep; skip + shard makes three
+        yield from source
+        epoch, skip = epoch + 1, 0
+
+
+class TrainingSession:
+    def __init__(self, config: Config, resume: str | bool | None):
+        self.config = config
+        self.run_dir = Path(config.output_dir)
+        self.resume_from = resolve_resume(self.run_dir, resume)
+        self.accelerator = build_accelerator(config, self.run_dir)
+        self.state = TrainState()
+        if self.accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+        set_seed(config.train.seed)  # network initialisation
+        self.progress: TrainingProgress | None = None
+        self._running: dict[str, tuple[torch.Tensor, int]] = {}  # term -> (sum, count) since the last log
+        self._window_generator, self._window_step = torch.Generator(), None
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def check_crop_sizes(self, generator: torch.nn.Module, judge: torch.nn.Module, judge_channels: int) -> None:
+        """Every crop size the run will train on must suit the generator's strides and leave the judge more than
+        one patch: better said now, naming the key, than as a shape error deep in the first step."""
+        data = self.config.data
+        sizes = [("data.crop_size", data.crop_size)]
+        sizes += [(f"data.crop_schedule[{step}]", size) for step, size in data.crop_schedule.items()]
+        for key, size in sizes:
+            if size % generator.size_multiple:
+                raise ConfigError(f"{key}={size} must be a multiple of {generator.size_multiple}, the generator's total stride")
+        key, smallest = min(sizes, key=lambda item: item[1])
+        untouched = copy.deepcopy(judge.state_dict())  # a forward updates spectral-norm vectors and batch statistics
+        try:
+            with torch.no_grad():
+                judge(torch.zeros(2, judge_channels, smallest, smallest))
+        except (RuntimeError, ValueError) as error:
+            raise ConfigError(
+                f"{key}={smallest} is too small for model.discriminator (fewer layers or larger crops): {error}"
+            ) from None
+        finally:
+            judge.load_state_dict(untouched)
+
+    def loader(self, dataset: CropDataset, seed: int, batch_size: int | None = None) -> tuple[DataLoader, EpochSampler]:
+        """A DataLoader (not yet prepared) whose order and crops replay from `seed`."""
+        batch_size = batch_size or self.config.train.batch_size
+        if len(dataset) < batch_size:
+            raise UserError(f"{len(dataset)} images cannot fill a batch of train.batch_size={batch_size}")
+        sampler = EpochSampler(len(dataset), seed)
+        workers = self.config.data.num_workers
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            # Each new iterator draws a base seed from this generator; from the global one, a resumed run (which
+            # starts an iterator mid-epoch) would shift the random stream that the generators' noise is drawn from.
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return loader, sampler
+
+    def batches(self, loader: DataLoader, sampler: EpochSampler) -> Iterator:
+        """The prepared `loader`'s batches from where the run stands (a resumed run skips what it has seen)."""
+        return endless_batches(self.accelerator, loader, sampler, self.step * self.config.train.grad_accum_steps)
+
+    def windows(self, *batches: torch.Tensor) -> list[torch.Tensor]:
+        """`batches` cut to this step's crop size (progressive resolution), the same window in each of them."""
+        if self._window_step != self.step:  # a pure function of the step, so a resumed run cuts the same windows
+            seed = self.config.train.seed * 1_000_003 + self.step * 97 + self.accelerator.process_index
+            self._window_generator.manual_seed(seed)
+            self._window_step = self.step
+        return random_windows(list(batches), self.config.data.crop_size_at(self.step), self._window_generator)
+
+    def weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
+        """The EMA copy of `generator` (`train.ema_decay`), or None when it is off. Never trained, only updated
+        from the generator's weights, so it stays out of `prepare`."""
+        decay = self.config.train.ema_decay
+        if decay == 0:
+            return None
+        unwrapped = self.accelerator.unwrap_model(generator)
+        return AveragedModel(unwrapped, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def start(self, *stateful: object) -> None:
+        """Checkpoint the step counter and `stateful` objects (None entries skipped), resume them, start logging."""
+        accelerator = self.accelerator
+        accelerator.register_for_checkpointing(self.state, *(item for item in stateful if item is not None))
+        if self.resume_from is not None:
+            accelerator.load_state(str(self.resume_from))
+            accelerator.print(f"resumed from {self.resume_from} at step {self.step}")
+        accelerator.init_trackers("cycledeblur", config=flat_hparams(self.config))
+        train = self.config.train
+        images_per_step = train.batch_size * train.grad_accum_steps * accelerator.num_processes
+        self.progress = TrainingProgress(train.max_steps, self.step, images_per_step, enabled=accelerator.is_main_process)
+
+    def record(self, terms: dict[str, torch.Tensor]) -> None:
+        # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
+        for name, value in terms.items():
+            total, count = self._running.get(name, (0.0, 0))
+            self._running[name] = (total + value.detach(), count + 1)
+
+    def end_step(
+        self,
+        schedulers: list,
+        checkpointed: list[torch.nn.Module],
+        save_samples: Callable[[Path], None],
+    ) -> None:
+        """Count the optimizer step, then log, sample and checkpoint when their intervals come round."""
+        accelerator, train = self.accelerator, self.config.train
+        self.state.step += 1
+        step, last = self.step, self.step == train.max_steps
+        for scheduler in schedulers:
+            scheduler.step()
+        if step % train.log_every == 0 or last:
+            means = {name: total / count for name, (total, count) in self._running.items()}
+            means = {f"loss/{name}": value.item() for name, value in accelerator.reduce(means, reduction="mean").items()}
+            means["lr/generator"] = schedulers[0].get_last_lr()[0]
+            accelerator.log(means, step=step)
+            self.progress.show_losses(means)
+            self._running = {}
+        if accelerator.is_main_process and (step % train.sample_every == 0 or last):
+            save_samples(self.run_dir / "samples" / f"step_{step:07d}.png")
+        if step % train.checkpoint_every == 0 or last:
+            save_checkpoint(accelerator, self.run_dir, step, train.keep_checkpoints, checkpointed)
+        self.progress.advance(step)
+
+    def finish(self, generator: torch.nn.Module) -> Path:
+        """Save the delivered blurred -> sharp generator with its model card; returns its folder."""
+        self.accelerator.wait_for_everyone()
+        generator_dir = self.run_dir / "generator"
+        if self.accelerator.is_main_process:
+            generator = self.accelerator.unwrap_model(generator)
+            write_generator(generator, generator_dir, self.config, self.step, self.progress.last_losses)
+        self.accelerator.end_training()
+        return generator_dir
+
+
+def flat_hparams(config: Config) -> dict:
+    """The config flattened to `section/key` scalars, the form trackers accept as hyperparameters."""
+    flat = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                walk(value, f"{prefix}{key}/")
+            else:
+                flat[prefix + key] = str(value) if isinstance(value, (list, tuple, dict)) else value
+
+    walk(config_to_dict(config), "")
+    return flat
