@@ -1,6 +1,7 @@
 """How well cycledeblur deblurs, next to classical baselines, on held-out photos with synthetic blur.
 
 Rerun: python bench/quality.py [--config configs/cpu-fast.yaml] [--set train.max_steps=200 ...] [--out DIR]
+       [--paired-config configs/paired-cpu-fast.yaml | --no-paired]
 (`--skip-train` scores the run already in OUT/runs/NAME again; `--test-limit N` scores the first N test photos
 only, for quick checks; `--device` and `--tile` apply to the model rows.)
 
@@ -18,7 +19,10 @@ test photos through the same `Deblurrer` and is scored by the same `evaluate_pai
 - Wiener deconvolution of each photo with the kernel that blurred it (saved by `synth --save-kernels`): what a
   Wiener-based deblurrer could reach with perfect kernel estimates, its regularization oracle-tuned likewise;
 - the untrained generator (the config's network and seed, as training starts it; a network that starts as the
-  identity scores as the input) and the trained one.
+  identity scores as the input) and the trained one;
+- the upper bound: the paired config (`train.mode: paired`) trained with the same overrides (budget; those of
+  model.reblur_generator aside, which it has not) on the same training photos, blurred as pairs (OUT/train-paired, seed 0), in OUT/runs/NAME-paired. The table's last line says
+  what fraction of the paired gain the unpaired model reaches.
 
 Writes, beside the run in OUT/runs/NAME/: results.json (every row, per-image PSNR, machine, date, command) and
 figure.png (per test photo, crops where the sharp photo has most detail: blurred | unsharp mask | cycledeblur |
@@ -182,6 +186,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="config override passed to `cycledeblur train`, e.g. train.max_steps=200 (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--paired-config", type=Path, default=Path("configs/paired-cpu-fast.yaml"),
+        help="the paired upper bound's config, trained with the same --set overrides, those of "
+        "model.reblur_generator aside (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--no-paired", action="store_true", help="leave out the paired upper bound (half the time)")
     parser.add_argument("--name", help="run name, under OUT/runs/ (default: the config file's stem)")
     parser.add_argument(
         "--out", type=Path, default=Path("bench/out/quality"), help="data, runs and results (default %(default)s)"
@@ -198,21 +208,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def build_data(out: Path) -> Path:
-    """The unpaired training set OUT/train and the paired test set OUT/test, built as `make demo` builds them."""
-    train_dir, test_dir = out / "train", out / "test"
-    if all(folder.is_dir() and any(folder.iterdir()) for folder in (train_dir / "blur", test_dir / "kernels")):
-        console.print(f"reusing the data in {train_dir} and {test_dir} (delete them to rebuild)")
-        return test_dir
-    # A half-built set from an interrupted run: synthesize_folder refuses non-empty output folders.
-    for folder in (train_dir, test_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+    """The unpaired training set OUT/train, the same photos as pairs OUT/train-paired, and the paired test set
+    OUT/test, built as `make demo` builds them; each one is reused when complete."""
     photos = out / "photos"
-    write_demo_photos(photos)
-    synthesize_folder(photos / "train", train_dir, kind="mixed", seed=0, noise_sigma=NOISE_SIGMA)
-    synthesize_folder(
-        photos / "test", test_dir, kind="mixed", seed=1, noise_sigma=NOISE_SIGMA, paired=True, save_kernels=True
-    )
-    return test_dir
+    sets = {  # folder -> (photos, seed, paired, kernels), the last file synth writes
+        out / "train": (photos / "train", 0, False, "blur"),
+        out / "train-paired": (photos / "train", 0, True, "blur"),
+        out / "test": (photos / "test", 1, True, "kernels"),
+    }
+    for folder, (source, seed, paired, last) in sets.items():
+        if (folder / last).is_dir() and any((folder / last).iterdir()):
+            console.print(f"reusing {folder} (delete it to rebuild)")
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # a half-built set: synthesize_folder refuses non-empty folders
+        if not source.is_dir():
+            write_demo_photos(photos)
+        synthesize_folder(
+            source, folder, kind="mixed", seed=seed, noise_sigma=NOISE_SIGMA, paired=paired, save_kernels=folder.name == "test"
+        )
+    return out / "test"
 
 
 def first_pairs(test_dir: Path, limit: int) -> Path:
@@ -228,13 +242,14 @@ def first_pairs(test_dir: Path, limit: int) -> Path:
     return subset
 
 
-def train_run(config_path: Path, overrides: list[str], run_dir: Path, out: Path) -> float:
-    """Train into `run_dir` with `cycledeblur train`; returns the wall-clock seconds, also saved in timing.json."""
+def train_run(config_path: Path, overrides: list[str], run_dir: Path, train_dir: Path, out: Path) -> float:
+    """Train into `run_dir` on TRAIN_DIR/blur and TRAIN_DIR/sharp with `cycledeblur train`; returns the wall-clock
+    seconds, also saved in timing.json."""
     # A fresh run: checkpoints and samples of an earlier one would otherwise mix into its folder.
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
         sys.executable, "-m", "cycledeblur", "train", "--config", str(config_path), f"output_dir={run_dir}",
-        f"data.blur={out / 'train' / 'blur'}", f"data.sharp={out / 'train' / 'sharp'}", *overrides,
+        f"data.blur={train_dir / 'blur'}", f"data.sharp={train_dir / 'sharp'}", *overrides,
     ]  # fmt: skip
     # One compute thread: these tiny networks gain little from a second, which the data worker uses instead.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(out / ".cache")}
@@ -429,9 +444,10 @@ def markdown_table(rows: list[Row], title: str, results: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *notes(rows), f"{where}, torch {computer['torch']}, {results['date']}"])
 
 
-def results_record(rows: list[Row], test_dir: Path, command: str) -> dict[str, Any]:
+def results_record(rows: list[Row], test_dir: Path, command: str, **extra: Any) -> dict[str, Any]:
     return {
         "rows": [row.to_dict() for row in rows],
+        **extra,
         "test_set": str(test_dir),
         "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -439,19 +455,32 @@ def results_record(rows: list[Row], test_dir: Path, command: str) -> dict[str, A
     }
 
 
+def paired_overrides(overrides: list[str]) -> list[str]:
+    """The --set overrides for the paired run (same budget, same networks), less the reblurring generator's:
+    paired training has none."""
+    return [override for override in overrides if not override.startswith("model.reblur_generator")]
+
+
 def run_benchmark(args: argparse.Namespace, command: str) -> None:
     name = args.name or args.config.stem
-    run_dir = args.out / "runs" / name
+    runs = {"unpaired": (args.config, args.out / "runs" / name, args.out / "train")}
+    if not args.no_paired:
+        runs["paired"] = (args.paired_config, args.out / "runs" / f"{name}-paired", args.out / "train-paired")
+    overrides = {"unpaired": args.overrides, "paired": paired_overrides(args.overrides)}
     # A missing run, config or bad override fails at once, not after the data are built.
-    if args.skip_train:
-        train_seconds = recorded_train_seconds(run_dir)
-    else:
-        load_config(args.config, args.overrides)
+    train_seconds = {}
+    for kind, (config_path, run_dir, _) in runs.items():
+        if args.skip_train:
+            train_seconds[kind] = recorded_train_seconds(run_dir)
+        else:
+            load_config(config_path, overrides[kind])
     test_dir = build_data(args.out)
     if args.test_limit is not None:
         test_dir = first_pairs(test_dir, args.test_limit)
     if not args.skip_train:
-        train_seconds = train_run(args.config, args.overrides, run_dir, args.out)
+        for kind, (config_path, run_dir, train_dir) in runs.items():
+            train_seconds[kind] = train_run(config_path, overrides[kind], run_dir, train_dir, args.out)
+    run_dir = runs["unpaired"][1]
     config = load_config(run_dir / "config.yaml")  # what the run trained: the config file with every override
     channels, steps = config.data.channels, config.train.max_steps
     pairs = load_pairs(test_dir, channels)
@@ -469,12 +498,28 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         true_kernel_row(pairs, test_dir),
         Row.from_report("cycledeblur, untrained (step 0)", score(untrained, test_dir), steps=0),
         Row.from_report(
-            f"cycledeblur unpaired ({name}, {steps} steps)", model_report, train_seconds=train_seconds, steps=steps
+            f"cycledeblur unpaired ({name}, {steps} steps)", model_report,
+            train_seconds=train_seconds["unpaired"], steps=steps,
         ),
-    ]
+    ]  # fmt: skip
+    if "paired" in runs:
+        paired_dir = runs["paired"][1]
+        paired_steps = load_config(paired_dir / "config.yaml").train.max_steps
+        paired_model = Deblurrer(resolve_generator(paired_dir), device=args.device, tile=args.tile)
+        rows.append(
+            Row.from_report(
+                f"cycledeblur paired, upper bound ({paired_dir.name}, {paired_steps} steps)", score(paired_model, test_dir),
+                train_seconds=train_seconds["paired"], steps=paired_steps,
+                note="trained on the same training photos as blurred/sharp pairs (train.mode paired)",
+            )
+        )  # fmt: skip
 
     title = f"{len(pairs)} held-out photos ({', '.join(name for name, _, _ in pairs)}), synthetic mixed blur"
-    results = results_record(rows, test_dir, command)
+    share = None
+    if "paired" in runs:  # the unpaired model's PSNR gain over the input, as a fraction of the paired model's
+        unpaired_gain, paired_gain = (row.mean("psnr") - rows[0].mean("psnr") for row in rows[-2:])
+        share = unpaired_gain / paired_gain if paired_gain > 0 else None
+    results = results_record(rows, test_dir, command, unpaired_share_of_paired_gain=share)
     # Beside the run they score, so that benchmarks of several configs in one OUT keep their own.
     results_path, figure_path = run_dir / "results.json", run_dir / "figure.png"
     results_path.write_text(json.dumps(results, indent=2))
@@ -483,6 +528,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     print_table(rows, title)
     console.print(f"results: {results_path}, figure: {figure_path}", highlight=False)
     print(f"\n{markdown_table(rows, title, results)}\n")
+    if share is not None:
+        print(f"unpaired / paired PSNR gain over the input: {share:.0%}\n")
     print(command)
 
 

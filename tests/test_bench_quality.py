@@ -42,11 +42,18 @@ def test_benchmark_writes_results_and_figure(tmp_path):
         quality.TRUE_KERNEL_ROW,
         "cycledeblur, untrained (step 0)",
         "cycledeblur unpaired (cpu-fast, 2 steps)",
+        "cycledeblur paired, upper bound (cpu-fast-paired, 2 steps)",
     ]
     for row in rows.values():
         assert math.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1, row["name"]
     assert rows["cycledeblur unpaired (cpu-fast, 2 steps)"]["train_seconds"] > 0
     assert rows["cycledeblur, untrained (step 0)"]["steps"] == 0
+    paired_run = tmp_path / "runs" / "cpu-fast-paired"
+    assert (paired_run / "config.yaml").read_text().count("mode: paired") == 1
+    assert rows["cycledeblur paired, upper bound (cpu-fast-paired, 2 steps)"]["train_seconds"] > 0
+    unpaired_gain, paired_gain = (rows[name]["psnr"] - rows["blurred input"]["psnr"] for name in list(rows)[-2:])
+    share = results["unpaired_share_of_paired_gain"]
+    assert share == pytest.approx(unpaired_gain / paired_gain) if paired_gain > 0 else share is None
 
     test_dir = tmp_path / "test-first-1"
     assert results["test_set"] == str(test_dir)
