@@ -84,6 +84,12 @@ TINY_NETWORKS = {
         "model.discriminator.base_channels=4",
         "model.discriminator.n_layers=2",
     ],
+    "paired.yaml": [
+        "model.generator.base_channels=4",
+        "model.generator.n_downsampling=3",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+    ],
 }
 TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
 

@@ -10,7 +10,7 @@ from PIL import Image
 from cycledeblur.cli import main
 from cycledeblur.training import train
 
-from .conftest import photo
+from .conftest import TINY_NETWORKS, TINY_TRAINING, photo
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,21 @@ def test_deblur_tiles_an_image_larger_than_the_tile(trained_run, tmp_path):
     b = np.asarray(Image.open(tiled / "scene.png"), dtype=np.float32)
     assert a.shape == b.shape == (150, 200, 3)
     assert np.abs(a - b).max() <= 8  # of 255: instance norm sees per-tile statistics, the blend hides seams
+
+
+def test_train_command_runs_the_shipped_paired_config(paired, tmp_path, capsys):
+    """`cycledeblur train --config configs/paired.yaml` (U-Net, conditional PatchGAN), shrunk, on real pairs; and a
+    stray file in the pair folders ends in one line naming it."""
+    run = tmp_path / "paired-run"
+    arguments = ["train", "--config", "configs/paired.yaml", f"data.blur={paired / 'blur'}",
+                 f"data.sharp={paired / 'sharp'}", f"output_dir={run}", *TINY_NETWORKS["paired.yaml"],
+                 *TINY_TRAINING, "train.max_steps=2", "train.pretrain_steps=1"]  # fmt: skip
+    assert main(arguments) == 0
+    assert json.loads((run / "generator" / "config.json").read_text())["n_downsampling"] == 3
+    (paired / "blur" / "stray.png").write_bytes((paired / "blur" / "coffee.png").read_bytes())
+    try:
+        assert main(arguments) == 2
+    finally:
+        (paired / "blur" / "stray.png").unlink()
+    error = capsys.readouterr().err
+    assert "'stray'" in error and "data.blur" in error

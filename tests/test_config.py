@@ -11,7 +11,8 @@ ALL_GENERATORS = "kernel, light, resnet, unet, wiener"
 
 
 @pytest.mark.parametrize(
-    ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener")]
+    ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener"), ("paired.yaml", "unet"),
+     ("paired-cpu-fast.yaml", "wiener")]
 )
 def test_shipped_configs_load(name, generator):
     config = load_config(ROOT / "configs" / name)
@@ -68,7 +69,11 @@ def test_config_errors_name_the_key(override, message):
 
 
 def test_resolved_config_round_trips(tmp_path):
-    config = load_config(ROOT / "configs" / "demo.yaml", ["train.lr_d=3e-4", "model.generator.upsample=transposed"])
+    config = load_config(
+        ROOT / "configs" / "demo.yaml",
+        ["train.lr_d=3e-4", "model.generator.upsample=transposed", "data.crop_schedule={0: 32, 100: 64}"],
+    )
+    assert config.data.crop_schedule == {0: 32, 100: 64}
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(config)

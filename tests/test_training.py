@@ -47,19 +47,24 @@ def weights(run_dir, step):
 
 
 STABILITY_KNOBS = ("train.ema_decay=0.9", "train.n_critic=3", "train.instance_noise=0.2")
+PROGRESSIVE = ("data.crop_schedule={0: 24, 6: 32}",)  # the crops grow after the resume point
+SEMI_PAIRED = ("data.paired_blur={paired}/blur", "data.paired_sharp={paired}/sharp")
 
 
 @pytest.mark.parametrize(
     ("base", "accumulation", "knobs"),
-    [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS)],
-)
-def test_resume_is_exact(tiny_config, tmp_path, base, accumulation, knobs):
+    [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS),
+     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED)],
+)  # fmt: skip
+def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
     """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur
     generator and instance noise draw random numbers, so this also checks that the random state is restored; the
-    knobs also put an EMA (its own state) and an n_critic schedule across the resume point."""
+    knobs also put an EMA (its own state), an n_critic schedule, a crop size change (the image pool must start over
+    at the new size) and a third (pair) loader across the resume point."""
     # batch 1 over 3 images per side: the resume point (step 4) falls mid-epoch, so batch skipping is exercised.
     common = ("train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=5", "train.batch_size=1",
-              f"train.grad_accum_steps={accumulation}", "train.pool_size=2", *knobs)  # fmt: skip
+              f"train.grad_accum_steps={accumulation}", "train.pool_size=2",
+              *(knob.replace("{paired}", str(paired)) for knob in knobs))  # fmt: skip
     train(tiny_config(*common, run="straight", base=base))
     checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
     train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))

@@ -45,7 +45,8 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg.betas)
     optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg.betas)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
-    scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
+    # The judge's schedule spans its own training, which starts after the generator's pretraining.
+    scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)
     deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
         deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
     )
@@ -104,7 +105,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
             if averaged_deblur is not None and update_generator:
                 averaged_deblur.update_parameters(accelerator.unwrap_model(deblur))
             session.end_step(
-                [scheduler_g, scheduler_d],
+                [scheduler_g] if pretraining else [scheduler_g, scheduler_d],
                 [deblur, judge],
                 lambda path: save_samples(accelerator, [delivered], sample_rows, path),
             )
