@@ -128,12 +128,11 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
             session.record(terms)
             if not accelerator.sync_gradients:
                 continue
-            if averaged_deblur is not None and update_generators:
-                averaged_deblur.update_parameters(accelerator.unwrap_model(deblur))
             session.end_step(
                 [scheduler_g, scheduler_d],
                 [deblur, reblur, judge_sharp, judge_blurred],
                 lambda path: save_samples(accelerator, [delivered, reblur], sample_rows, path),
+                generator_updated=update_generators,
             )
     return session.finish(delivered)
 

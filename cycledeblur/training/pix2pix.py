@@ -102,11 +102,10 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
             session.record(terms)
             if not accelerator.sync_gradients:
                 continue
-            if averaged_deblur is not None and update_generator:
-                averaged_deblur.update_parameters(accelerator.unwrap_model(deblur))
             session.end_step(
                 [scheduler_g] if pretraining else [scheduler_g, scheduler_d],
                 [deblur, judge],
                 lambda path: save_samples(accelerator, [delivered], sample_rows, path),
+                generator_updated=update_generator,
             )
     return session.finish(delivered)

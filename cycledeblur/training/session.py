@@ -82,6 +82,8 @@ class TrainingSession:
         self.progress: TrainingProgress | None = None
         self._running: dict[str, tuple[torch.Tensor, int]] = {}  # term -> (sum, count) since the last log
         self._window_generator, self._window_step = torch.Generator(), None
+        self._averaged: AveragedModel | None = None
+        self._averaged_source: torch.nn.Module | None = None
 
     @property
     def step(self) -> int:
@@ -142,13 +144,14 @@ class TrainingSession:
         return random_windows(list(batches), self.config.data.crop_size_at(self.step), self._window_generator)
 
     def weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
-        """The EMA copy of `generator` (`train.ema_decay`), or None when it is off. Never trained, only updated
-        from the generator's weights, so it stays out of `prepare`."""
+        """The EMA copy of `generator` (`train.ema_decay`), or None when it is off; `end_step` updates it after
+        each generator update. Never trained itself, so it stays out of `prepare`."""
         decay = self.config.train.ema_decay
         if decay == 0:
             return None
-        unwrapped = self.accelerator.unwrap_model(generator)
-        return AveragedModel(unwrapped, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self._averaged_source = self.accelerator.unwrap_model(generator)
+        self._averaged = AveragedModel(self._averaged_source, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        return self._averaged
 
     def start(self, *stateful: object) -> None:
         """Checkpoint the step counter and `stateful` objects (None entries skipped), resume them, start logging."""
@@ -173,9 +176,13 @@ class TrainingSession:
         schedulers: list,
         checkpointed: list[torch.nn.Module],
         save_samples: Callable[[Path], None],
+        generator_updated: bool,
     ) -> None:
-        """Count the optimizer step, then log, sample and checkpoint when their intervals come round."""
+        """Count the optimizer step, update the weight average, then log, sample and checkpoint when their
+        intervals come round."""
         accelerator, train = self.accelerator, self.config.train
+        if self._averaged is not None and generator_updated:
+            self._averaged.update_parameters(self._averaged_source)
         self.state.step += 1
         step, last = self.step, self.step == train.max_steps
         for scheduler in schedulers:
