@@ -49,12 +49,14 @@ def weights(run_dir, step):
 STABILITY_KNOBS = ("train.ema_decay=0.9", "train.n_critic=3", "train.instance_noise=0.2")
 PROGRESSIVE = ("data.crop_schedule={0: 24, 6: 32}",)  # the crops grow after the resume point
 SEMI_PAIRED = ("data.paired_blur={paired}/blur", "data.paired_sharp={paired}/sharp")
+# Spectral norm's power-iteration vectors are state too; the multi-scale judge holds two PatchGANs.
+SPECTRAL_MULTISCALE = ("model.discriminator.name=multiscale_patchgan", "model.discriminator.spectral_norm=true")
 
 
 @pytest.mark.parametrize(
     ("base", "accumulation", "knobs"),
     [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS),
-     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED)],
+     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED), ("default.yaml", 1, SPECTRAL_MULTISCALE)],
 )  # fmt: skip
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
     """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur
@@ -202,6 +204,22 @@ def test_unet_generator_with_attention_trains(tiny_config):
     generator = "model.generator={name: unet, base_channels: 4, n_downsampling: 3, attention: true}"
     run = train(tiny_config("train.max_steps=2", generator)).parent
     assert len(read_metrics(run)) == 2 and load_generator(run / "generator").architecture == "unet"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("model.generator={name: unet, base_channels: 4, n_downsampling: 2, norm: batch}",),
+        ("model.generator.upsample=transposed", "loss.tv=0.1"),
+        ("model.discriminator.spectral_norm=true", "model.discriminator.norm=none"),
+    ],
+)
+def test_network_options_train(tiny_config, options):
+    """U-Net with BatchNorm, transposed-conv upsampling with the TV loss against its checkerboard, spectral norm."""
+    run = train(tiny_config("train.max_steps=2", *options)).parent
+    rows = read_metrics(run)
+    assert len(rows) == 2 and all(row["loss/d_sharp"] > 0 for row in rows)
+    assert ("loss/tv" in rows[-1]) == ("loss.tv=0.1" in options)
 
 
 def test_light_generator_trains(tiny_config):
