@@ -130,12 +130,18 @@ def cli_overrides(unpaired, run_dir, *extra):
             *TINY_OVERRIDES, *extra]  # fmt: skip
 
 
-def test_two_processes_with_torchrun_keep_identical_weights(unpaired, tmp_path):
+@pytest.mark.parametrize("mode", ["unpaired", "paired"])
+def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tmp_path, mode):
+    """Paired: the judge idles during pretraining (step 1), then joins; the crops grow at step 3."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     run = tmp_path / "ddp"
+    extra = []
+    if mode == "paired":
+        extra = ["train.mode=paired", "train.pretrain_steps=1", "data.crop_schedule={0: 24, 3: 32}"]
+    data = unpaired if mode == "unpaired" else paired
     run_command(
         [torchrun, "--standalone", "--nproc_per_node", "2", "train.py", "--config", "configs/default.yaml",
-         *cli_overrides(unpaired, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1")],
+         *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra)],
         tmp_path,
     )  # fmt: skip
     for step in (2, 4):
