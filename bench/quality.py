@@ -22,7 +22,8 @@ test photos through the same `Deblurrer` and is scored by the same `evaluate_pai
   identity scores as the input) and the trained one;
 - the upper bound: the paired config (`train.mode: paired`) trained with the same overrides (budget; those of
   model.reblur_generator aside, which it has not) on the same training photos, blurred as pairs (OUT/train-paired, seed 0), in OUT/runs/NAME-paired. The table's last line says
-  what fraction of the paired gain the unpaired model reaches.
+  what fraction of the paired gain the benchmarked model reaches. (A paired `--config` trains on OUT/train-paired
+  too; then pass `--no-paired`.)
 
 Writes, beside the run in OUT/runs/NAME/: results.json (every row, per-image PSNR, machine, date, command) and
 figure.png (per test photo, crops where the sharp photo has most detail: blurred | unsharp mask | cycledeblur |
@@ -463,11 +464,13 @@ def paired_overrides(overrides: list[str]) -> list[str]:
 
 def run_benchmark(args: argparse.Namespace, command: str) -> None:
     name = args.name or args.config.stem
-    runs = {"unpaired": (args.config, args.out / "runs" / name, args.out / "train")}
-    if not args.no_paired:
-        runs["paired"] = (args.paired_config, args.out / "runs" / f"{name}-paired", args.out / "train-paired")
-    overrides = {"unpaired": args.overrides, "paired": paired_overrides(args.overrides)}
     # A missing run, config or bad override fails at once, not after the data are built.
+    mode = load_config(args.config, args.overrides).train.mode
+    training_data = {"unpaired": args.out / "train", "paired": args.out / "train-paired"}
+    runs = {"main": (args.config, args.out / "runs" / name, training_data[mode])}
+    if not args.no_paired:
+        runs["paired"] = (args.paired_config, args.out / "runs" / f"{name}-paired", training_data["paired"])
+    overrides = {"main": args.overrides, "paired": paired_overrides(args.overrides)}
     train_seconds = {}
     for kind, (config_path, run_dir, _) in runs.items():
         if args.skip_train:
@@ -480,7 +483,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     if not args.skip_train:
         for kind, (config_path, run_dir, train_dir) in runs.items():
             train_seconds[kind] = train_run(config_path, overrides[kind], run_dir, train_dir, args.out)
-    run_dir = runs["unpaired"][1]
+    run_dir = runs["main"][1]
     config = load_config(run_dir / "config.yaml")  # what the run trained: the config file with every override
     channels, steps = config.data.channels, config.train.max_steps
     pairs = load_pairs(test_dir, channels)
@@ -498,8 +501,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         true_kernel_row(pairs, test_dir),
         Row.from_report("cycledeblur, untrained (step 0)", score(untrained, test_dir), steps=0),
         Row.from_report(
-            f"cycledeblur unpaired ({name}, {steps} steps)", model_report,
-            train_seconds=train_seconds["unpaired"], steps=steps,
+            f"cycledeblur {mode} ({name}, {steps} steps)", model_report,
+            train_seconds=train_seconds["main"], steps=steps,
         ),
     ]  # fmt: skip
     if "paired" in runs:
@@ -516,10 +519,10 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
 
     title = f"{len(pairs)} held-out photos ({', '.join(name for name, _, _ in pairs)}), synthetic mixed blur"
     share = None
-    if "paired" in runs:  # the unpaired model's PSNR gain over the input, as a fraction of the paired model's
-        unpaired_gain, paired_gain = (row.mean("psnr") - rows[0].mean("psnr") for row in rows[-2:])
-        share = unpaired_gain / paired_gain if paired_gain > 0 else None
-    results = results_record(rows, test_dir, command, unpaired_share_of_paired_gain=share)
+    if "paired" in runs:  # the main model's PSNR gain over the input, as a fraction of the paired model's
+        model_gain, paired_gain = (row.mean("psnr") - rows[0].mean("psnr") for row in rows[-2:])
+        share = model_gain / paired_gain if paired_gain > 0 else None
+    results = results_record(rows, test_dir, command, share_of_paired_gain=share)
     # Beside the run they score, so that benchmarks of several configs in one OUT keep their own.
     results_path, figure_path = run_dir / "results.json", run_dir / "figure.png"
     results_path.write_text(json.dumps(results, indent=2))
@@ -529,7 +532,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     console.print(f"results: {results_path}, figure: {figure_path}", highlight=False)
     print(f"\n{markdown_table(rows, title, results)}\n")
     if share is not None:
-        print(f"unpaired / paired PSNR gain over the input: {share:.0%}\n")
+        print(f"{name} / paired PSNR gain over the input: {share:.0%}\n")
     print(command)
 
 

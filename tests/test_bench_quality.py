@@ -52,7 +52,7 @@ def test_benchmark_writes_results_and_figure(tmp_path):
     assert (paired_run / "config.yaml").read_text().count("mode: paired") == 1
     assert rows["cycledeblur paired, upper bound (cpu-fast-paired, 2 steps)"]["train_seconds"] > 0
     unpaired_gain, paired_gain = (rows[name]["psnr"] - rows["blurred input"]["psnr"] for name in list(rows)[-2:])
-    share = results["unpaired_share_of_paired_gain"]
+    share = results["share_of_paired_gain"]
     assert share == pytest.approx(unpaired_gain / paired_gain) if paired_gain > 0 else share is None
 
     test_dir = tmp_path / "test-first-1"
