@@ -420,8 +420,12 @@ HEADERS = ("PSNR (dB)", "SSIM", "gain over input (dB)", "train time (s)", "steps
 
 def notes(rows: list[Row]) -> list[str]:
     """One line per row with a note: its chosen settings and the note."""
-    settings = {row.name: ", ".join(f"{key} {value:g}" for key, value in row.params.items()) for row in rows}
-    return [f"{row.name}: {settings[row.name]}, {row.note}" for row in rows if row.note]
+    lines = []
+    for row in rows:
+        if row.note:
+            settings = [f"{key} {value:g}" for key, value in row.params.items()]
+            lines.append(f"{row.name}: " + ", ".join([*settings, row.note]))
+    return lines
 
 
 def print_table(rows: list[Row], title: str) -> None:
