@@ -69,6 +69,9 @@ def endless_batches(accelerator: Accelerator, loader: DataLoader, sampler: Epoch
 
 
 class TrainingSession:
+    """One training run: `start` it once the networks are prepared, call `record` and `end_step` in the loop and
+    `finish` with the generator to deliver."""
+
     def __init__(self, config: Config, resume: str | bool | None):
         self.config = config
         self.run_dir = Path(config.output_dir)
