@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """An unknown config key, a wrong type or an invalid value."""
+
+
+class TrainingDiverged(UserError):
+    """A loss or weight became NaN or infinite: the hyperparameters (usually a learning rate) are too aggressive."""

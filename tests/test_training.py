@@ -231,3 +231,21 @@ def test_network_options_train(tiny_config, options):
 def test_light_generator_trains(tiny_config):
     run = train(tiny_config("train.max_steps=2", "model.generator={name: light, base_channels: 4, n_blocks: 1}")).parent
     assert load_generator(run / "generator").architecture == "light"
+
+
+def test_divergence_stops_with_one_message_and_keeps_finite_checkpoints(unpaired, tmp_path, capsys):
+    """A learning rate of 1e4 blows the weights up within a few steps: the run stops at the first non-finite loss or
+    weight, says so in one line, and never writes a checkpoint of broken weights (nor prunes good ones for it)."""
+    from cycledeblur.cli import main
+
+    run = tmp_path / "diverged"
+    overrides = cli_overrides(unpaired, run, "train.max_steps=50", "train.checkpoint_every=1", "train.keep_checkpoints=1",
+                              "train.lr_g=1e4", "train.lr_d=1e4", "model.generator.residual_output=false",
+                              "model.generator.norm=none")  # fmt: skip
+    assert main(["train", "--config", str(ROOT / "configs" / "default.yaml"), *overrides]) == 2
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "training diverged by step" in errors[0] and "Traceback" not in stderr, stderr
+    for checkpoint in (run / "checkpoints").glob("step_*"):
+        tensors = weights(run, int(checkpoint.name.removeprefix("step_")))
+        assert all(value.isfinite().all() for model in tensors.values() for value in model.values())

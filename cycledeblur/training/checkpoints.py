@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from ..errors import UserError
+from ..errors import TrainingDiverged, UserError
 
 _CHECKPOINT = re.compile(r"step_(\d{7,})")
 
@@ -46,6 +46,11 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
     final = checkpoint_dir(run_dir) / f"step_{step:07d}"
     partial = final.with_name(f".{final.name}.partial")
     fingerprints = weight_fingerprints(accelerator, models)
+    if not fingerprints.isfinite().all():  # before writing: a broken checkpoint must not prune the good ones
+        raise TrainingDiverged(
+            f"training diverged by step {step}: the weights are no longer finite (NaN or inf), so no checkpoint was "
+            "written over the earlier ones; lower train.lr_g / train.lr_d and train again"
+        )
     in_sync = bool((fingerprints == fingerprints[0]).all())
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)

@@ -8,6 +8,7 @@ keeps the bookkeeping identical between them, so that resume, logs and outputs w
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from torch.utils.data import DataLoader
 from ..config import Config, config_to_dict, save_config
 from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
-from ..errors import ConfigError, UserError
-from .checkpoints import resolve_resume, save_checkpoint
+from ..errors import ConfigError, TrainingDiverged, UserError
+from .checkpoints import list_checkpoints, resolve_resume, save_checkpoint
 from .model_card import write_generator
 from .progress import TrainingProgress
 from .tracking import build_trackers
@@ -193,6 +194,7 @@ class TrainingSession:
         if step % train.log_every == 0 or last:
             means = {name: total / count for name, (total, count) in self._running.items()}
             means = {f"loss/{name}": value.item() for name, value in accelerator.reduce(means, reduction="mean").items()}
+            self._stop_if_diverged(means)
             means["lr/generator"] = schedulers[0].get_last_lr()[0]
             accelerator.log(means, step=step)
             self.progress.show_losses(means)
@@ -202,6 +204,16 @@ class TrainingSession:
         if step % train.checkpoint_every == 0 or last:
             save_checkpoint(accelerator, self.run_dir, step, train.keep_checkpoints, checkpointed)
         self.progress.advance(step)
+
+    def _stop_if_diverged(self, means: dict[str, float]) -> None:
+        broken = [name for name, value in means.items() if not math.isfinite(value)]
+        if broken:
+            checkpoints = list_checkpoints(self.run_dir)
+            kept = f"the last checkpoint, {checkpoints[-1]}, is finite" if checkpoints else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"training diverged by step {self.step}: {broken[0]} is {means[broken[0]]} ({kept}); "
+                "lower train.lr_g / train.lr_d and train again"
+            )
 
     def finish(self, generator: torch.nn.Module) -> Path:
         """Save the delivered blurred -> sharp generator with its model card; returns its folder."""
