@@ -141,6 +141,12 @@ class TrainConfig:
     """Fraction of `max_steps` after which the learning rates decay linearly to zero."""
     pool_size: int = 50
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    channels_last: bool = False
+    """Networks and batches in the NHWC memory layout, which tensor-core convolutions prefer (bf16/fp16 on recent
+    GPUs). Measure first (bench/speed.py): on this project's 2-core CPU it makes the step slower."""
+    compile: bool = False
+    """`torch.compile` the trained networks (Accelerate's dynamo plugin, inductor backend). The first steps pay for
+    the compilation (minutes); measure whether the steps after it are faster on your device (bench/speed.py)."""
     seed: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -282,6 +288,8 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(expected)
     if origin is Literal:
         choices = typing.get_args(expected)
+        if isinstance(value, bool) and ("yes" if value else "no") in choices:
+            value = "yes" if value else "no"  # YAML 1.1 reads an unquoted `no` (mixed_precision: no) as false
         if value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
         return value

@@ -30,6 +30,13 @@ def test_default_config_is_the_reference_cyclegan():
     assert (config.train.pool_size, config.train.lr_g, config.train.betas) == (50, 2e-4, (0.5, 0.999))
 
 
+def test_unquoted_no_is_the_choice_no():
+    """YAML 1.1 reads `no` as false; `train.mixed_precision=no` must still mean the choice "no"."""
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="train.mixed_precision must be one of"):
+        load_config(None, ["train.mixed_precision=yes"])
+
+
 def test_dotted_overrides_are_typed():
     config = load_config(
         ROOT / "configs" / "default.yaml",

@@ -57,6 +57,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     judge_sharp = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
     judge_blurred = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
     session.check_crop_sizes(deblur, judge_sharp, data_cfg.channels)
+    session.to_memory_format(deblur, reblur, judge_sharp, judge_blurred)
     optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg.betas)
     optimizer_d = adam(itertools.chain(judge_sharp.parameters(), judge_blurred.parameters()), train_cfg.lr_d, train_cfg.betas)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)

@@ -42,6 +42,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     # Conditional: the judge sees the blurred photo and a candidate stacked along the channels.
     judge = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
     session.check_crop_sizes(deblur, judge, 2 * channels)
+    session.to_memory_format(deblur, judge)
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg.betas)
     optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg.betas)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)

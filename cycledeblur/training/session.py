@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
         # Without cpu=True, `torchrun` on a machine with no GPU starts independent processes, not a gloo group.
         cpu=not has_accelerator,
         mixed_precision=config.train.mixed_precision,
+        dynamo_backend="inductor" if config.train.compile else None,
         # Two loaders of different lengths: an epoch end of either must not force an early optimizer step.
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=config.train.grad_accum_steps, sync_with_dataloader=False
@@ -114,6 +116,12 @@ class TrainingSession:
         finally:
             judge.load_state_dict(untouched)
 
+    def to_memory_format(self, *networks: torch.nn.Module) -> None:
+        """Put `networks` in the run's memory layout (`train.channels_last`), before `prepare`."""
+        if self.config.train.channels_last:
+            for network in networks:
+                network.to(memory_format=torch.channels_last)
+
     def loader(self, dataset: CropDataset, seed: int, batch_size: int | None = None) -> tuple[DataLoader, EpochSampler]:
         """A DataLoader (not yet prepared) whose order and crops replay from `seed`."""
         batch_size = batch_size or self.config.train.batch_size
@@ -145,7 +153,10 @@ class TrainingSession:
             seed = self.config.train.seed * 1_000_003 + self.step * 97 + self.accelerator.process_index
             self._window_generator.manual_seed(seed)
             self._window_step = self.step
-        return random_windows(list(batches), self.config.data.crop_size_at(self.step), self._window_generator)
+        windows = random_windows(list(batches), self.config.data.crop_size_at(self.step), self._window_generator)
+        if self.config.train.channels_last:
+            windows = [window.contiguous(memory_format=torch.channels_last) for window in windows]
+        return windows
 
     def weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
         """The EMA copy of `generator` (`train.ema_decay`), or None when it is off; `end_step` updates it after
@@ -168,6 +179,7 @@ class TrainingSession:
         train = self.config.train
         images_per_step = train.batch_size * train.grad_accum_steps * accelerator.num_processes
         self.progress = TrainingProgress(train.max_steps, self.step, images_per_step, enabled=accelerator.is_main_process)
+        self._last_log_time, self._last_log_step = time.perf_counter(), self.step
 
     def record(self, terms: dict[str, torch.Tensor]) -> None:
         # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
@@ -196,6 +208,11 @@ class TrainingSession:
             means = {f"loss/{name}": value.item() for name, value in accelerator.reduce(means, reduction="mean").items()}
             self._stop_if_diverged(means)
             means["lr/generator"] = schedulers[0].get_last_lr()[0]
+            now = time.perf_counter()  # after the loss read-out above, which waits for the device
+            steps = step - self._last_log_step
+            means["perf/steps_per_second"] = steps / (now - self._last_log_time)
+            means["perf/images_per_second"] = means["perf/steps_per_second"] * self.progress.images_per_step
+            self._last_log_time, self._last_log_step = now, step
             accelerator.log(means, step=step)
             self.progress.show_losses(means)
             self._running = {}

@@ -1,0 +1,260 @@
+"""Training throughput of the full CycleGAN step, switch by switch, against a plain baseline measured in the same run.
+
+Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [--batches 1 4 16]
+       [--modes plain tuned bf16 channels_last compile shipped] [--steps 5] [--out DIR]
+
+Every row runs the real training loop (`cycledeblur.training.train`, data loading included) in its own process, on
+the demo photos blurred by `synth` (built once in OUT/data), for 2 x --steps steps. The first --steps steps are the
+warm-up (compilation, allocator, data workers); the throughput is that of the last --steps steps, from the loop's
+own `perf/` log entries. Modes, each on top of the config (its networks and loss):
+
+- plain: eager fp32, NCHW, a host read-out of every loss at every step (`train.log_every=1`), the default Adam;
+- tuned: plain, but the losses read out once per --steps steps (no per-step host synchronisation);
+- bf16 / fp16 / channels_last / compile: tuned plus that one switch (fp16 only on a GPU);
+- shipped: the config exactly as it is (what `cycledeblur train --config CONFIG` runs).
+
+Per row: images/s, its ratio to plain at the same crop and batch, peak memory (CUDA max allocated on a GPU, the
+process's peak RSS on the CPU), the step's FLOPs (`torch.utils.flop_counter.FlopCounterMode` over one step of the
+plain loop: a multiply-add counts 2), the achieved TFLOP/s, and on a GPU the MFU against the device's dense bf16
+peak. A last row times the data loader alone. Prints the table (terminal and Markdown), writes OUT/speed.jsonl
+(one JSON object per row), and ends with the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/speed.py` from anywhere: import bench.*
+from rich.table import Table
+
+console = Console()
+MODES = {  # name -> overrides on top of the config; None: the config as shipped
+    "plain": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=false"],
+    "tuned": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=false"],
+    "bf16": ["train.mixed_precision=bf16", "train.channels_last=false", "train.compile=false"],
+    "fp16": ["train.mixed_precision=fp16", "train.channels_last=false", "train.compile=false"],
+    "channels_last": ["train.mixed_precision=no", "train.channels_last=true", "train.compile=false"],
+    "compile": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=true"],
+    "shipped": None,
+}
+# Dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets (SXM parts; sparsity not counted).
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"), help="default %(default)s")
+    parser.add_argument("--crops", type=int, nargs="+", default=[128, 256], help="crop sizes (default %(default)s)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="batch sizes (default %(default)s)")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="default: all that apply")
+    parser.add_argument("--steps", type=int, default=5, help="warm-up steps, then as many timed ones (default 5)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/speed"), help="default %(default)s")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process, print its JSON
+    return parser.parse_args(argv)
+
+
+def build_data(out: Path) -> Path:
+    """The demo training tiles, split and blurred by `synth` into OUT/data/{blur,sharp} (built once)."""
+    from cycledeblur.demo import write_demo_photos
+    from cycledeblur.synth import synthesize_folder
+
+    data = out / "data"
+    if not (data / "blur").is_dir():
+        write_demo_photos(out / "photos")
+        synthesize_folder(out / "photos" / "train", data, kind="mixed", seed=0, noise_sigma=0.005, progress=False)
+    return data
+
+
+def row_overrides(args: argparse.Namespace, mode: str, crop: int, batch: int, run_dir: Path, data: Path) -> list[str]:
+    steps = args.steps
+    log_every = 1 if mode == "plain" else steps
+    return [
+        *(MODES[mode] or []), f"data.crop_size={crop}", f"train.batch_size={batch}", f"train.max_steps={2 * steps}",
+        f"train.log_every={log_every}", f"train.checkpoint_every={10 * steps}", f"train.sample_every={10 * steps}",
+        "train.sample_size=64", "train.keep_checkpoints=1", f"output_dir={run_dir}",
+        f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}",
+    ]  # fmt: skip
+
+
+def run_row(config_path: Path, overrides: list[str], steps: int, count_flops: bool) -> dict[str, Any]:
+    """In this process: train, then read the timed steps' throughput from the run's log."""
+    from cycledeblur.config import load_config
+    from cycledeblur.training import train
+    from cycledeblur.training.tracking import read_metrics
+
+    config = load_config(config_path, overrides)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    train(config)
+    logged = [row for row in read_metrics(Path(config.output_dir)) if "perf/steps_per_second" in row]
+    # Each entry's rate covers the steps since the entry before it; the timed ones come after the warm-up.
+    starts = [0] + [row["step"] for row in logged[:-1]]
+    seconds = sum((row["step"] - start) / row["perf/steps_per_second"] for start, row in zip(starts, logged) if start >= steps)
+    result: dict[str, Any] = {"images_per_second": steps * config.train.batch_size / seconds}
+    if torch.cuda.is_available():
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if count_flops:
+        result["flops_per_step"] = step_flops(config_path, overrides)
+    return result
+
+
+def step_flops(config_path: Path, overrides: list[str]) -> float:
+    """FLOPs of one training step: the loop run for 2 steps minus the loop run for 1 (what both runs share, such
+    as the final sample grid and the start-up checks, cancels out)."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cycledeblur.config import load_config
+    from cycledeblur.training import train
+
+    totals = []
+    for steps in (1, 2):
+        for state in (AcceleratorState, GradientState):
+            state._reset_state()
+        PartialState._reset_state()
+        config = load_config(config_path, [*overrides, f"train.max_steps={steps}", "data.num_workers=0"])
+        config.output_dir += f"-flops{steps}"
+        with FlopCounterMode(display=False) as counter:
+            train(config)
+        totals.append(counter.get_total_flops())
+    return float(totals[1] - totals[0])
+
+
+def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> float:
+    """Images/s of one side's data loader alone (decode, crop, augment, collate), as the loop builds it."""
+    from torch.utils.data import DataLoader
+
+    from cycledeblur.config import load_config
+    from cycledeblur.data import CropDataset, EpochSampler, load_image_source
+
+    config = load_config(config_path, overrides)
+    images = load_image_source(config.data.blur, key="data.blur")
+    dataset = CropDataset(images, config.data, seed=0)
+    sampler = EpochSampler(len(dataset), seed=0)
+    loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=config.data.num_workers)  # fmt: skip
+    started, seen = None, 0
+    while seen < batches + 1:
+        for batch in loader:
+            if started is None:  # the first batch waits for the workers to start
+                started = time.perf_counter()
+            else:
+                seen += 1
+            if seen == batches:
+                return batches * len(batch) / (time.perf_counter() - started)
+        sampler.set_epoch(sampler.epoch + 1)
+    raise AssertionError("unreachable")
+
+
+def child(command: list[str]) -> tuple[dict[str, Any], float]:
+    """Run `command`, return its last stdout line as JSON and its peak RSS in GiB (from wait4's rusage)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"a benchmark row failed ({shlex.join(command)}), exit code {process.returncode}")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def device_description() -> dict[str, Any]:
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        peak = next((flops for key, flops in BF16_PEAK.items() if key in name), None)
+        return {"device": name, "bf16_peak_flops": peak}
+    from bench.quality import machine
+
+    computer = machine()
+    return {"device": f"{computer['cpu']} ({computer['cpu_count']} cores)", "bf16_peak_flops": None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.row:
+        spec = json.loads(args.row)
+        if spec.get("loader"):
+            print(json.dumps({"images_per_second": loader_throughput(args.config, spec["overrides"], 10 * args.steps)}))
+        else:
+            print(json.dumps(run_row(args.config, spec["overrides"], args.steps, spec["count_flops"])))
+        return 0
+
+    on_gpu = torch.cuda.is_available()
+    modes = [mode for mode in args.modes if on_gpu or mode != "fp16"]
+    data = build_data(args.out)
+    described = device_description()
+    results, flops = [], {}
+    for crop in args.crops:
+        for batch in args.batches:
+            for mode in modes:
+                run_dir = args.out / "runs" / f"{mode}-{crop}-{batch}"
+                overrides = row_overrides(args, mode, crop, batch, run_dir, data)
+                count = mode == "plain"
+                spec = json.dumps({"overrides": overrides, "count_flops": count})
+                command = [sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row", spec]
+                console.print(f"{mode}, crop {crop}, batch {batch} ...", highlight=False)
+                measured, rss = child(command)
+                if count:
+                    flops[(crop, batch)] = measured["flops_per_step"]
+                row = {"mode": mode, "crop": crop, "batch": batch, **measured}
+                row.setdefault("peak_memory_gib", rss)
+                row["peak_memory_kind"] = "cuda max allocated" if on_gpu else "peak RSS"
+                if (crop, batch) in flops:
+                    row["tflops_per_second"] = flops[(crop, batch)] / batch * row["images_per_second"] / 1e12
+                    if described["bf16_peak_flops"]:
+                        row["mfu"] = row["tflops_per_second"] * 1e12 / described["bf16_peak_flops"]
+                plain = next(r for r in results + [row] if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch))
+                row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
+                results.append(row)
+    loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
+    loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
+                       json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
+    report(results, loader, described, args, shlex.join(["python", "bench/speed.py", *argv]))
+    return 0
+
+
+def report(results: list[dict], loader: dict, described: dict, args: argparse.Namespace, command: str) -> None:
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    headers = ["mode", "crop", "batch", "images/s", "vs plain", "peak memory (GiB)", "TFLOP/s", "MFU"]
+    lines = []
+    for row in results:
+        mfu = f"{row['mfu']:.1%}" if "mfu" in row else ""
+        lines.append([row["mode"], str(row["crop"]), str(row["batch"]), f"{row['images_per_second']:.2f}",
+                      f"{row['vs_plain']:.2f}x", f"{row['peak_memory_gib']:.2f}",
+                      f"{row.get('tflops_per_second', 0):.3f}", mfu])  # fmt: skip
+    table = Table(title=f"Training step, {args.config} on {described['device']}")
+    for header in headers:
+        table.add_column(header, justify="left" if header == "mode" else "right")
+    for line in lines:
+        table.add_row(*line)
+    console.print(table)
+    loader_line = (f"data loader alone (one side, crop {args.crops[0]}, batch {args.batches[0]}, the config's workers): "
+                   f"{loader['images_per_second']:.1f} images/s")  # fmt: skip
+    console.print(loader_line, highlight=False)
+    markdown = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
+    markdown += ["| " + " | ".join(line) + " |" for line in lines]
+    print("\n" + "\n".join(markdown) + f"\n\n{loader_line}\n{described['device']}, torch {torch.__version__}, {date}\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "speed.jsonl").open("w") as file:
+        for row in results:
+            file.write(json.dumps({**row, "config": str(args.config), "device": described["device"], "date": date,
+                                   "command": command}) + "\n")  # fmt: skip
+        file.write(json.dumps({"mode": "data loader alone", **loader, "device": described["device"], "date": date}) + "\n")
+    print(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
