@@ -197,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     data = build_data(args.out)
     described = device_description()
     results, flops = [], {}
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    command = shlex.join(["python", "bench/speed.py", *argv])
+    args.out.mkdir(parents=True, exist_ok=True)
+    jsonl = (args.out / "speed.jsonl").open("w")  # row by row, so that a long run shows (and keeps) its progress
+
+    def record(row: dict[str, Any]) -> None:
+        jsonl.write(json.dumps({**row, "config": str(args.config), "device": described["device"], "date": date,
+                                "command": command}) + "\n")  # fmt: skip
+        jsonl.flush()
+
     for crop in args.crops:
         for batch in args.batches:
             for mode in modes:
@@ -219,15 +229,17 @@ def main(argv: list[str] | None = None) -> int:
                 plain = next(r for r in results + [row] if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch))
                 row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
                 results.append(row)
+                record(row)
     loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
     loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
                        json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
-    report(results, loader, described, args, shlex.join(["python", "bench/speed.py", *argv]))
+    record({"mode": "data loader alone", **loader})
+    jsonl.close()
+    report(results, loader, described, args, command, date)
     return 0
 
 
-def report(results: list[dict], loader: dict, described: dict, args: argparse.Namespace, command: str) -> None:
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+def report(results: list[dict], loader: dict, described: dict, args: argparse.Namespace, command: str, date: str) -> None:
     headers = ["mode", "crop", "batch", "images/s", "vs plain", "peak memory (GiB)", "TFLOP/s", "MFU"]
     lines = []
     for row in results:
@@ -247,12 +259,6 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
     markdown = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
     markdown += ["| " + " | ".join(line) + " |" for line in lines]
     print("\n" + "\n".join(markdown) + f"\n\n{loader_line}\n{described['device']}, torch {torch.__version__}, {date}\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "speed.jsonl").open("w") as file:
-        for row in results:
-            file.write(json.dumps({**row, "config": str(args.config), "device": described["device"], "date": date,
-                                   "command": command}) + "\n")  # fmt: skip
-        file.write(json.dumps({"mode": "data loader alone", **loader, "device": described["device"], "date": date}) + "\n")
     print(command)
 
 

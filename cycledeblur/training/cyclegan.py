@@ -68,9 +68,9 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     )
     # Networks used with frozen weights (the judges in the generator step) are called unwrapped, past DDP's hooks.
     unwrapped = {
-        "reblur": accelerator.unwrap_model(reblur),
-        "judge_sharp": accelerator.unwrap_model(judge_sharp),
-        "judge_blurred": accelerator.unwrap_model(judge_blurred),
+        "reblur": accelerator.unwrap_model(reblur, keep_torch_compile=False),
+        "judge_sharp": accelerator.unwrap_model(judge_sharp, keep_torch_compile=False),
+        "judge_blurred": accelerator.unwrap_model(judge_blurred, keep_torch_compile=False),
     }
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
@@ -80,7 +80,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=pool_seed + 1)
     session.start(fake_sharp_pool, fake_blurred_pool, averaged_deblur)
 
-    multiple = accelerator.unwrap_model(deblur).size_multiple
+    multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(blurred_set) - 1) / 3) for i in range(4)})  # spread over the set
     sample_inputs = sample_batch([blurred_set.load(i) for i in sample_indices], train_cfg.sample_size, multiple)
     sample_inputs = sample_inputs.to(accelerator.device)

@@ -51,12 +51,12 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
         deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
     )
-    unwrapped_judge = accelerator.unwrap_model(judge)  # called with frozen weights in the generator step
+    unwrapped_judge = accelerator.unwrap_model(judge, keep_torch_compile=False)  # called with frozen weights in the generator step
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
     session.start(averaged_deblur)
 
-    multiple = accelerator.unwrap_model(deblur).size_multiple
+    multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(pair_set) - 1) / 3) for i in range(4)})  # spread over the set
     sample_blurred, sample_sharp = (
         sample_batch([pair_set.load(i, images) for i in sample_indices], train_cfg.sample_size, multiple).to(accelerator.device)

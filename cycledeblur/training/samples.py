@@ -29,7 +29,7 @@ def save_sample_grid(rows: list[torch.Tensor], path: Path) -> None:
 @torch.no_grad()
 def save_samples(accelerator, networks: list[torch.nn.Module], rows: Callable[..., list[torch.Tensor]], path: Path) -> None:
     """Save the grid of `rows(*networks)`, the networks unwrapped, in eval mode, under the run's autocast."""
-    networks = [accelerator.unwrap_model(network) for network in networks]
+    networks = [accelerator.unwrap_model(network, keep_torch_compile=False) for network in networks]
     for network in networks:
         network.eval()
     with accelerator.autocast():

@@ -164,7 +164,7 @@ class TrainingSession:
         decay = self.config.train.ema_decay
         if decay == 0:
             return None
-        self._averaged_source = self.accelerator.unwrap_model(generator)
+        self._averaged_source = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
         self._averaged = AveragedModel(self._averaged_source, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         return self._averaged
 
@@ -237,7 +237,7 @@ class TrainingSession:
         self.accelerator.wait_for_everyone()
         generator_dir = self.run_dir / "generator"
         if self.accelerator.is_main_process:
-            generator = self.accelerator.unwrap_model(generator)
+            generator = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
             write_generator(generator, generator_dir, self.config, self.step, self.progress.last_losses)
         self.accelerator.end_training()
         return generator_dir
