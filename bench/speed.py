@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -211,12 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         for batch in args.batches:
             for mode in modes:
                 run_dir = args.out / "runs" / f"{mode}-{crop}-{batch}"
+                for stale in args.out.glob(f"runs/{run_dir.name}*"):  # an earlier run's log would mix into this one's
+                    shutil.rmtree(stale)
                 overrides = row_overrides(args, mode, crop, batch, run_dir, data)
                 count = mode == "plain"
                 spec = json.dumps({"overrides": overrides, "count_flops": count})
-                command = [sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row", spec]
+                row_command = [sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row", spec]
                 console.print(f"{mode}, crop {crop}, batch {batch} ...", highlight=False)
-                measured, rss = child(command)
+                measured, rss = child(row_command)
                 if count:
                     flops[(crop, batch)] = measured["flops_per_step"]
                 row = {"mode": mode, "crop": crop, "batch": batch, **measured}
@@ -244,7 +247,7 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
     lines = []
     for row in results:
         mfu = f"{row['mfu']:.1%}" if "mfu" in row else ""
-        lines.append([row["mode"], str(row["crop"]), str(row["batch"]), f"{row['images_per_second']:.2f}",
+        lines.append([row["mode"], str(row["crop"]), str(row["batch"]), f"{row['images_per_second']:.3g}",
                       f"{row['vs_plain']:.2f}x", f"{row['peak_memory_gib']:.2f}",
                       f"{row.get('tflops_per_second', 0):.3f}", mfu])  # fmt: skip
     table = Table(title=f"Training step, {args.config} on {described['device']}")

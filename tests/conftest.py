@@ -108,12 +108,17 @@ def tiny_config(unpaired, tmp_path):
     return make
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each training run in a test builds its own Accelerator; forget the previous one's process-wide state."""
-    yield
+def reset_accelerate_state() -> None:
+    """Forget the last Accelerator's process-wide state, so that the next one may use other settings."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each training run in a test builds its own Accelerator."""
+    yield
+    reset_accelerate_state()
