@@ -1,7 +1,10 @@
-"""Training throughput of the full CycleGAN step, switch by switch, against a plain baseline measured in the same run.
+"""Training throughput of the full CycleGAN step, switch by switch, against a plain baseline measured in the same run;
+then inference throughput, whole and tiled.
 
 Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [--batches 1 4 16]
        [--modes plain tuned bf16 channels_last compile shipped] [--steps 5] [--out DIR]
+       [--inference-sizes 1280x720 4000x3000] [--tile 512] [--inference-precisions fp32 bf16]
+(`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows.)
 
 Every row runs the real training loop (`cycledeblur.training.train`, data loading included) in its own process, on
 the demo photos blurred by `synth` (built once in OUT/data), for 2 x --steps steps. The first --steps steps are the
@@ -18,6 +21,10 @@ process's peak RSS on the CPU), the step's FLOPs (`torch.utils.flop_counter.Flop
 plain loop: a multiply-add counts 2), the achieved TFLOP/s, and on a GPU the MFU against the device's dense bf16
 peak. A last row times the data loader alone. Prints the table (terminal and Markdown), writes OUT/speed.jsonl
 (one JSON object per row), and ends with the command line.
+
+Inference: `Deblurrer` (what `cycledeblur deblur` runs) with the config's generator on the `coffee` photo resized to
+each size, whole and in --tile tiles (overlap 32), per precision: megapixels/s, images/s, and the tiled run's time
+over the whole-image run's (the tiling overhead), after a warm-up pass.
 """
 
 from __future__ import annotations
@@ -59,9 +66,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"), help="default %(default)s")
     parser.add_argument("--crops", type=int, nargs="+", default=[128, 256], help="crop sizes (default %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="batch sizes (default %(default)s)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="default: all that apply")
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="default: all that apply")
     parser.add_argument("--steps", type=int, default=5, help="warm-up steps, then as many timed ones (default 5)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/speed"), help="default %(default)s")
+    parser.add_argument(
+        "--inference-sizes", nargs="*", default=["1280x720", "4000x3000"], metavar="WxH",
+        help="deblur one photo of each size, whole and tiled (default %(default)s; none: skip inference)",
+    )  # fmt: skip
+    parser.add_argument("--tile", type=int, default=512, help="tile size of the tiled inference rows (default 512)")
+    parser.add_argument(
+        "--inference-precisions", nargs="+", default=None, choices=["fp32", "bf16", "fp16"],
+        help="default: fp32, bf16 and fp16 on a GPU; fp32 on the CPU (bf16 is 11-26x slower on AVX2-only CPUs)",
+    )  # fmt: skip
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process, print its JSON
     return parser.parse_args(argv)
 
@@ -159,6 +175,46 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     raise AssertionError("unreachable")
 
 
+def inference_rows(args: argparse.Namespace, on_gpu: bool) -> list[dict[str, Any]]:
+    """Megapixels/s of `Deblurrer` with the config's (untrained: speed does not depend on the weights) generator on a
+    real photo resized to each size, whole and tiled, per precision; the tiled rows carry the tiling overhead."""
+    from PIL import Image
+    from torchvision.transforms.functional import to_tensor
+
+    from cycledeblur.config import load_config
+    from cycledeblur.demo import load_photo
+    from cycledeblur.inference import Deblurrer
+    from cycledeblur.models import build_generator
+
+    config = load_config(args.config)
+    spec, channels = config.model.generator, config.data.channels
+    generator = build_generator(spec.name, in_channels=channels, out_channels=channels, **spec.options)
+    precisions = args.inference_precisions or (["fp32", "bf16", "fp16"] if on_gpu else ["fp32"])
+    device = "cuda" if on_gpu else "cpu"
+    rows = []
+    for size in args.inference_sizes:
+        width, height = (int(side) for side in size.split("x"))
+        photo = to_tensor(Image.fromarray(load_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC))
+        for precision in precisions:
+            seconds = {}
+            for tiled in (False, True):
+                deblurrer = Deblurrer(generator, device=device, precision=precision, tile=args.tile if tiled else None)
+                deblurrer(photo[:, :256, :256])  # warm-up: kernels, allocator, cuDNN autotuning
+                if on_gpu:
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                deblurrer(photo)  # returns on the CPU: the copy back waits for the device
+                seconds[tiled] = time.perf_counter() - started
+            for tiled in (False, True):
+                row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "size": size,
+                       "precision": precision, "megapixels_per_second": width * height / 1e6 / seconds[tiled],
+                       "images_per_second": 1 / seconds[tiled]}  # fmt: skip
+                if tiled:
+                    row["tiling_overhead"] = seconds[True] / seconds[False] - 1
+                rows.append(row)
+    return rows
+
+
 def child(command: list[str]) -> tuple[dict[str, Any], float]:
     """Run `command`, return its last stdout line as JSON and its peak RSS in GiB (from wait4's rusage)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -233,12 +289,20 @@ def main(argv: list[str] | None = None) -> int:
                 row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
                 results.append(row)
                 record(row)
-    loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
-    loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
-                       json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
-    record({"mode": "data loader alone", **loader})
+    if modes:
+        loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
+        loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
+                           json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
+        record({"mode": "data loader alone", **loader})
+    inference = inference_rows(args, on_gpu) if args.inference_sizes else []
+    for row in inference:
+        record(row)
     jsonl.close()
-    report(results, loader, described, args, command, date)
+    if modes:
+        report(results, loader, described, args, command, date)
+    if inference:
+        report_inference(inference)
+    print(command)
     return 0
 
 
@@ -262,7 +326,15 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
     markdown = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
     markdown += ["| " + " | ".join(line) + " |" for line in lines]
     print("\n" + "\n".join(markdown) + f"\n\n{loader_line}\n{described['device']}, torch {torch.__version__}, {date}\n")
-    print(command)
+
+
+def report_inference(rows: list[dict[str, Any]]) -> None:
+    headers = ["deblur", "size", "precision", "megapixels/s", "images/s", "tiling overhead"]
+    lines = [[row["mode"], row["size"], row["precision"], f"{row['megapixels_per_second']:.3g}",
+              f"{row['images_per_second']:.3g}", f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else ""]
+             for row in rows]  # fmt: skip
+    print("| " + " | ".join(headers) + " |\n" + "| --- " * len(headers) + "|")
+    print("\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n")
 
 
 if __name__ == "__main__":

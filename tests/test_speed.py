@@ -38,14 +38,18 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
 
 def test_speed_benchmark_measures_the_loop(tmp_path):
     arguments = ["--config", "configs/demo.yaml", "--crops", "32", "--batches", "2", "--modes", "plain", "tuned",
-                 "--steps", "2", "--out", str(tmp_path)]  # fmt: skip
+                 "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64"]  # fmt: skip
     # The demo config (a 16-channel ResNet CycleGAN) on 32 px crops: a few seconds per row.
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), *arguments], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "speed.jsonl").read_text().splitlines()]
-    plain, tuned, loader = rows
+    plain, tuned, loader, whole, tiled = rows
     assert (plain["mode"], tuned["mode"], loader["mode"]) == ("plain", "tuned", "data loader alone")
+    assert (whole["mode"], tiled["mode"], whole["size"], whole["precision"]) == ("deblur whole", "deblur tiled 64", "160x96", "fp32")
+    seconds = [1 / row["images_per_second"] for row in (whole, tiled)]
+    assert tiled["tiling_overhead"] == pytest.approx(seconds[1] / seconds[0] - 1)
+    assert whole["megapixels_per_second"] == pytest.approx(160 * 96 / 1e6 * whole["images_per_second"])
     assert plain["vs_plain"] == 1.0 and tuned["vs_plain"] == pytest.approx(tuned["images_per_second"] / plain["images_per_second"])
     assert plain["flops_per_step"] > 1e8 and plain["tflops_per_second"] > 0
     assert all(row["images_per_second"] > 0 for row in rows) and plain["peak_memory_gib"] > 0.1
