@@ -30,6 +30,7 @@ over the whole-image run's (the tiling overhead), after a warm-up pass.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,17 +164,17 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     sampler = EpochSampler(len(dataset), seed=0)
     loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True,
                         num_workers=config.data.num_workers)  # fmt: skip
-    started, seen = None, 0
-    while seen < batches + 1:
-        for batch in loader:
-            if started is None:  # the first batch waits for the workers to start
-                started = time.perf_counter()
-            else:
-                seen += 1
-            if seen == batches:
-                return batches * len(batch) / (time.perf_counter() - started)
-        sampler.set_epoch(sampler.epoch + 1)
-    raise AssertionError("unreachable")
+
+    def endless() -> Iterator[torch.Tensor]:
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
+            yield from loader
+
+    stream = endless()
+    next(stream)  # the first batch waits for the workers to start
+    started = time.perf_counter()
+    delivered = sum(len(next(stream)) for _ in range(batches))
+    return delivered / (time.perf_counter() - started)
 
 
 def inference_rows(args: argparse.Namespace, on_gpu: bool) -> list[dict[str, Any]]:
