@@ -2,7 +2,8 @@
 then inference throughput, whole and tiled.
 
 Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [--batches 1 4 16]
-       [--modes plain tuned bf16 channels_last compile shipped] [--steps 5] [--out DIR]
+       [--modes plain tuned fused_adam bf16 channels_last compile shipped] [--generators unet light wiener]
+       [--steps 5] [--out DIR]
        [--inference-sizes 1280x720 4000x3000] [--tile 512] [--inference-precisions fp32 bf16]
 (`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows.)
 
@@ -11,10 +12,12 @@ the demo photos blurred by `synth` (built once in OUT/data), for 2 x --steps ste
 warm-up (compilation, allocator, data workers); the throughput is that of the last --steps steps, from the loop's
 own `perf/` log entries. Modes, each on top of the config (its networks and loss):
 
-- plain: eager fp32, NCHW, a host read-out of every loss at every step (`train.log_every=1`), the default Adam;
+- plain: eager fp32, NCHW, a host read-out of every loss at every step (`train.log_every=1`), PyTorch's default Adam;
 - tuned: plain, but the losses read out once per --steps steps (no per-step host synchronisation);
-- bf16 / fp16 / channels_last / compile: tuned plus that one switch (fp16 only on a GPU);
+- fused_adam / bf16 / fp16 / channels_last / compile: tuned plus that one switch (fp16 only on a GPU);
 - shipped: the config exactly as it is (what `cycledeblur train --config CONFIG` runs).
+With --generators, each named generator family (its default options, as the blur->sharp and the sharp->blur
+generator) adds a shipped row per crop and batch and its own inference rows.
 
 Per row: images/s, its ratio to plain at the same crop and batch, peak memory (CUDA max allocated on a GPU, the
 process's peak RSS on the CPU), the step's FLOPs (`torch.utils.flop_counter.FlopCounterMode` over one step of the
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +53,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/sp
 from rich.table import Table
 
 console = Console()
+EAGER = ["train.mixed_precision=no", "train.channels_last=false", "train.compile=false", "train.fused_optimizer=false"]
 MODES = {  # name -> overrides on top of the config; None: the config as shipped
-    "plain": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=false"],
-    "tuned": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=false"],
-    "bf16": ["train.mixed_precision=bf16", "train.channels_last=false", "train.compile=false"],
-    "fp16": ["train.mixed_precision=fp16", "train.channels_last=false", "train.compile=false"],
-    "channels_last": ["train.mixed_precision=no", "train.channels_last=true", "train.compile=false"],
-    "compile": ["train.mixed_precision=no", "train.channels_last=false", "train.compile=true"],
+    "plain": EAGER,
+    "tuned": EAGER,
+    "fused_adam": [*EAGER, "train.fused_optimizer=true"],
+    "bf16": [*EAGER, "train.mixed_precision=bf16"],
+    "fp16": [*EAGER, "train.mixed_precision=fp16"],
+    "channels_last": [*EAGER, "train.channels_last=true"],
+    "compile": [*EAGER, "train.compile=true"],
     "shipped": None,
 }
 # Dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets (SXM parts; sparsity not counted).
@@ -69,6 +74,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crops", type=int, nargs="+", default=[128, 256], help="crop sizes (default %(default)s)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="batch sizes (default %(default)s)")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="default: all that apply")
+    parser.add_argument(
+        "--generators", nargs="*", default=[], metavar="FAMILY",
+        help="also time these registered generator families (default options), as shipped (default: none)",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=5, help="warm-up steps, then as many timed ones (default 5)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/speed"), help="default %(default)s")
     parser.add_argument(
@@ -105,6 +114,11 @@ def row_overrides(args: argparse.Namespace, mode: str, crop: int, batch: int, ru
         "train.sample_size=64", "train.keep_checkpoints=1", f"output_dir={run_dir}",
         f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}",
     ]  # fmt: skip
+
+
+def family_overrides(family: str | None) -> list[str]:
+    """A generator family with its default options, for both generators (None: the config's networks)."""
+    return [f"model.generator={{name: {family}}}", "model.reblur_generator=null"] if family else []
 
 
 def run_row(config_path: Path, overrides: list[str], steps: int, count_flops: bool) -> dict[str, Any]:
@@ -189,32 +203,39 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool) -> list[dict[str, Any
     from cycledeblur.models import build_generator
 
     config = load_config(args.config)
-    spec, channels = config.model.generator, config.data.channels
-    generator = build_generator(spec.name, in_channels=channels, out_channels=channels, **spec.options)
+    channels = config.data.channels
+    families = [(config.model.generator.name, config.model.generator.options)]
+    families += [(family, {}) for family in args.generators if family != config.model.generator.name]
     precisions = args.inference_precisions or (["fp32", "bf16", "fp16"] if on_gpu else ["fp32"])
     device = "cuda" if on_gpu else "cpu"
     rows = []
-    for size in args.inference_sizes:
+    for (family, options), size, precision in itertools.product(families, args.inference_sizes, precisions):
+        generator = build_generator(family, in_channels=channels, out_channels=channels, **options)
         width, height = (int(side) for side in size.split("x"))
         photo = to_tensor(Image.fromarray(load_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC))
-        for precision in precisions:
-            seconds = {}
-            for tiled in (False, True):
-                deblurrer = Deblurrer(generator, device=device, precision=precision, tile=args.tile if tiled else None)
-                deblurrer(photo[:, :256, :256])  # warm-up: kernels, allocator, cuDNN autotuning
-                if on_gpu:
-                    torch.cuda.synchronize()
-                started = time.perf_counter()
-                deblurrer(photo)  # returns on the CPU: the copy back waits for the device
-                seconds[tiled] = time.perf_counter() - started
-            for tiled in (False, True):
-                row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "size": size,
-                       "precision": precision, "megapixels_per_second": width * height / 1e6 / seconds[tiled],
-                       "images_per_second": 1 / seconds[tiled]}  # fmt: skip
-                if tiled:
-                    row["tiling_overhead"] = seconds[True] / seconds[False] - 1
-                rows.append(row)
+        seconds = {}
+        for tiled in (False, True):
+            deblurrer = Deblurrer(generator, device=device, precision=precision, tile=args.tile if tiled else None)
+            # Warm-up: kernels, allocator; on a GPU cuDNN autotunes for these very shapes (on the CPU a crop will do).
+            deblurrer(photo if on_gpu else photo[:, :256, :256])
+            seconds[tiled] = mean_seconds(lambda: deblurrer(photo))  # returns on the CPU: waits for the device
+        for tiled in (False, True):
+            row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "generator": family,
+                   "size": size, "precision": precision, "megapixels_per_second": width * height / 1e6 / seconds[tiled],
+                   "images_per_second": 1 / seconds[tiled]}  # fmt: skip
+            if tiled:
+                row["tiling_overhead"] = seconds[True] / seconds[False] - 1
+            rows.append(row)
     return rows
+
+
+def mean_seconds(run: Callable[[], Any], budget: float = 2.0) -> float:
+    """Mean wall time of `run`, repeated until `budget` seconds have passed (at least once)."""
+    started, runs = time.perf_counter(), 0
+    while runs == 0 or time.perf_counter() - started < budget:
+        run()
+        runs += 1
+    return (time.perf_counter() - started) / runs
 
 
 def child(command: list[str]) -> tuple[dict[str, Any], float]:
@@ -266,32 +287,37 @@ def main(argv: list[str] | None = None) -> int:
                                 "command": command}) + "\n")  # fmt: skip
         jsonl.flush()
 
+    runs = [(mode, None) for mode in modes] + [("shipped", family) for family in args.generators]
     for crop in args.crops:
         for batch in args.batches:
-            for mode in modes:
-                run_dir = args.out / "runs" / f"{mode}-{crop}-{batch}"
+            for mode, family in runs:
+                name = f"{family} generator" if family else mode
+                run_dir = args.out / "runs" / f"{name.replace(' ', '-')}-{crop}-{batch}"
                 for stale in args.out.glob(f"runs/{run_dir.name}*"):  # an earlier run's log would mix into this one's
                     shutil.rmtree(stale)
-                overrides = row_overrides(args, mode, crop, batch, run_dir, data)
-                count = mode == "plain"
+                overrides = row_overrides(args, mode, crop, batch, run_dir, data) + family_overrides(family)
+                count = mode == "plain" or family is not None
                 spec = json.dumps({"overrides": overrides, "count_flops": count})
                 row_command = [sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row", spec]
-                console.print(f"{mode}, crop {crop}, batch {batch} ...", highlight=False)
+                console.print(f"{name}, crop {crop}, batch {batch} ...", highlight=False)
                 measured, rss = child(row_command)
                 if count:
-                    flops[(crop, batch)] = measured["flops_per_step"]
-                row = {"mode": mode, "crop": crop, "batch": batch, **measured}
+                    flops[(crop, batch, family)] = measured["flops_per_step"]
+                row = {"mode": name, "crop": crop, "batch": batch, **measured}
                 row.setdefault("peak_memory_gib", rss)
                 row["peak_memory_kind"] = "cuda max allocated" if on_gpu else "peak RSS"
-                if (crop, batch) in flops:
-                    row["tflops_per_second"] = flops[(crop, batch)] / batch * row["images_per_second"] / 1e12
+                if (crop, batch, family) in flops:
+                    row["tflops_per_second"] = flops[(crop, batch, family)] / batch * row["images_per_second"] / 1e12
                     if described["bf16_peak_flops"]:
                         row["mfu"] = row["tflops_per_second"] * 1e12 / described["bf16_peak_flops"]
-                plain = next(r for r in results + [row] if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch))
-                row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
+                plain = row if name == "plain" else next(
+                    (r for r in results if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch)), None
+                )
+                if plain:
+                    row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
                 results.append(row)
                 record(row)
-    if modes:
+    if runs:
         loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
         loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
                            json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
@@ -300,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in inference:
         record(row)
     jsonl.close()
-    if modes:
+    if runs:
         report(results, loader, described, args, command, date)
     if inference:
         report_inference(inference)
@@ -314,7 +340,7 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
     for row in results:
         mfu = f"{row['mfu']:.1%}" if "mfu" in row else ""
         lines.append([row["mode"], str(row["crop"]), str(row["batch"]), f"{row['images_per_second']:.3g}",
-                      f"{row['vs_plain']:.2f}x", f"{row['peak_memory_gib']:.2f}",
+                      f"{row['vs_plain']:.2f}x" if "vs_plain" in row else "", f"{row['peak_memory_gib']:.2f}",
                       f"{row.get('tflops_per_second', 0):.3f}", mfu])  # fmt: skip
     table = Table(title=f"Training step, {args.config} on {described['device']}")
     for header in headers:
@@ -331,8 +357,8 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
 
 
 def report_inference(rows: list[dict[str, Any]]) -> None:
-    headers = ["deblur", "size", "precision", "megapixels/s", "images/s", "tiling overhead"]
-    lines = [[row["mode"], row["size"], row["precision"], f"{row['megapixels_per_second']:.3g}",
+    headers = ["deblur", "generator", "size", "precision", "megapixels/s", "images/s", "tiling overhead"]
+    lines = [[row["mode"], row["generator"], row["size"], row["precision"], f"{row['megapixels_per_second']:.3g}",
               f"{row['images_per_second']:.3g}", f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else ""]
              for row in rows]  # fmt: skip
     print("| " + " | ".join(headers) + " |\n" + "| --- " * len(headers) + "|")

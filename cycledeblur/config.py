@@ -147,6 +147,9 @@ class TrainConfig:
     compile: bool = False
     """`torch.compile` the trained networks (Accelerate's dynamo plugin, inductor backend). The first steps pay for
     the compilation (minutes); measure whether the steps after it are faster on your device (bench/speed.py)."""
+    fused_optimizer: bool = True
+    """Adam's fused kernel (one kernel for all parameters, on CUDA and CPU) instead of PyTorch's default per-device
+    choice; the same update up to float rounding."""
     seed: int = 0
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import torch
@@ -25,13 +27,15 @@ def resolve_generator(model: str | Path) -> torch.nn.Module:
     return load_generator(str(model))
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size `tile` covering `length`, neighbours overlapping by at least `overlap`."""
+def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """The size and start offsets of the fewest tiles of at most `tile` pixels that cover `length` with neighbours
+    overlapping by at least `overlap`. The tiles share one size, as small as that allows (rounded up to `multiple`,
+    so that none needs padding to the network's stride): what they compute twice is the overlap and little more."""
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+        return length, [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, math.ceil(math.ceil((length + (count - 1) * overlap) / count) / multiple) * multiple)
+    return size, [index * (length - size) // (count - 1) for index in range(count)]
 
 
 def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
@@ -69,6 +73,9 @@ class Deblurrer:
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be at least 1")
         self.device = torch.device(device)
+        # Photos from one camera share a size: cuDNN's autotuning for it pays off from the second photo on.
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.generator = generator.to(self.device).eval()
         self.autocast_dtype = dtypes[precision]
         self.multiple = generator.size_multiple
@@ -82,16 +89,14 @@ class Deblurrer:
             return self._run(image.unsqueeze(0))[0].cpu()
         output = torch.zeros(image.shape, dtype=torch.float32)
         total_weight = torch.zeros(height, width)
-        boxes = [
-            (top, left, min(self.tile, height), min(self.tile, width))
-            for top in tile_starts(height, self.tile, self.tile_overlap)
-            for left in tile_starts(width, self.tile, self.tile_overlap)
-        ]
-        for first in range(0, len(boxes), self.batch_size):
-            group = boxes[first : first + self.batch_size]
-            tiles = torch.stack([image[:, t : t + h, l : l + w] for t, l, h, w in group])
-            for (top, left, tile_h, tile_w), result in zip(group, self._run(tiles).cpu()):
-                weight = blend_window(tile_h, tile_w, self.tile_overlap)
+        tile_h, tops = tile_layout(height, self.tile, self.tile_overlap, self.multiple)
+        tile_w, lefts = tile_layout(width, self.tile, self.tile_overlap, self.multiple)
+        weight = blend_window(tile_h, tile_w, self.tile_overlap)
+        corners = list(itertools.product(tops, lefts))
+        for first in range(0, len(corners), self.batch_size):
+            group = corners[first : first + self.batch_size]
+            tiles = torch.stack([image[:, top : top + tile_h, left : left + tile_w] for top, left in group])
+            for (top, left), result in zip(group, self._run(tiles).cpu()):
                 output[:, top : top + tile_h, left : left + tile_w] += result * weight
                 total_weight[top : top + tile_h, left : left + tile_w] += weight
         return output / total_weight

@@ -4,20 +4,33 @@ import pytest
 import torch
 
 from cycledeblur.errors import UserError
-from cycledeblur.inference import Deblurrer, tile_starts
+from cycledeblur.inference import Deblurrer, tile_layout
 from cycledeblur.models import ResnetGenerator
 
 from .conftest import photo
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 40, 8), (600, 128, 32), (129, 128, 32), (64, 128, 32)])
-def test_tiles_cover_the_length_with_the_overlap(length, tile, overlap):
-    starts = tile_starts(length, tile, overlap)
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "multiple"),
+    [(100, 40, 8, 1), (600, 128, 32, 4), (129, 128, 32, 4), (64, 128, 32, 4), (1281, 512, 32, 4), (4000, 512, 32, 4)],
+)
+def test_tiles_cover_the_length_with_the_overlap(length, tile, overlap, multiple):
+    size, starts = tile_layout(length, tile, overlap, multiple)
     covered = torch.zeros(length, dtype=torch.bool)
     for start in starts:
-        covered[start : start + tile] = True
-    assert covered.all() and starts[0] == 0 and starts[-1] + min(tile, length) == length
-    assert all(later - earlier <= tile - overlap for earlier, later in zip(starts, starts[1:]))
+        covered[start : start + size] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] + size == length and size <= tile
+    assert all(later - earlier <= size - overlap for earlier, later in zip(starts, starts[1:]))
+    if length > tile:
+        assert size % multiple == 0
+        # One tile fewer could not cover the length with the overlap: the count is the least possible.
+        assert (len(starts) - 1) * (tile - overlap) + overlap < length
+
+
+def test_a_720p_photo_in_512_tiles_computes_under_10_percent_twice():
+    (tile_h, tops), (tile_w, lefts) = tile_layout(720, 512, 32, 4), tile_layout(1280, 512, 32, 4)
+    assert (tile_h, len(tops), tile_w, len(lefts)) == (376, 2, 448, 3)
+    assert len(tops) * tile_h * len(lefts) * tile_w / (720 * 1280) < 1.10
 
 
 @pytest.fixture(scope="module")

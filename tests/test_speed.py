@@ -11,7 +11,7 @@ from cycledeblur.training.tracking import read_metrics
 
 from .conftest import ROOT, reset_accelerate_state
 
-PLAIN = ("train.mixed_precision=no", "train.channels_last=false", "train.compile=false")
+PLAIN = ("train.mixed_precision=no", "train.channels_last=false", "train.compile=false", "train.fused_optimizer=false")
 
 
 def losses(run) -> list[dict[str, float]]:
@@ -22,6 +22,7 @@ def losses(run) -> list[dict[str, float]]:
     ("switches", "tolerance"),
     [
         (("train.channels_last=true",), 1e-3),  # another summation order in the convolutions
+        (("train.fused_optimizer=true",), 1e-4),  # one fused kernel: the same Adam update up to float rounding
         (("train.mixed_precision=bf16",), 5e-2),  # 8 bits of mantissa in the autocast regions
     ],
 )
@@ -38,14 +39,17 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
 
 def test_speed_benchmark_measures_the_loop(tmp_path):
     arguments = ["--config", "configs/demo.yaml", "--crops", "32", "--batches", "2", "--modes", "plain", "tuned",
-                 "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64"]  # fmt: skip
+                 "--generators", "wiener", "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64"]  # fmt: skip
     # The demo config (a 16-channel ResNet CycleGAN) on 32 px crops: a few seconds per row.
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), *arguments], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "speed.jsonl").read_text().splitlines()]
-    plain, tuned, loader, whole, tiled = rows
+    plain, tuned, wiener, loader, whole, tiled, wiener_whole, wiener_tiled = rows
     assert (plain["mode"], tuned["mode"], loader["mode"]) == ("plain", "tuned", "data loader alone")
+    # A generator family's row runs that family, and counts its own (far smaller) step.
+    assert wiener["mode"] == "wiener generator" and 0 < wiener["flops_per_step"] < plain["flops_per_step"]
+    assert (wiener_whole["generator"], wiener_tiled["generator"], whole["generator"]) == ("wiener", "wiener", "resnet")
     assert (whole["mode"], tiled["mode"], whole["size"], whole["precision"]) == ("deblur whole", "deblur tiled 64", "160x96", "fp32")
     seconds = [1 / row["images_per_second"] for row in (whole, tiled)]
     assert tiled["tiling_overhead"] == pytest.approx(seconds[1] / seconds[0] - 1)

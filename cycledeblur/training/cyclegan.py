@@ -58,8 +58,8 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     judge_blurred = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
     session.check_crop_sizes(deblur, judge_sharp, data_cfg.channels)
     session.to_memory_format(deblur, reblur, judge_sharp, judge_blurred)
-    optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg.betas)
-    optimizer_d = adam(itertools.chain(judge_sharp.parameters(), judge_blurred.parameters()), train_cfg.lr_d, train_cfg.betas)
+    optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg)
+    optimizer_d = adam(itertools.chain(judge_sharp.parameters(), judge_blurred.parameters()), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
     (deblur, reblur, judge_sharp, judge_blurred, optimizer_g, optimizer_d, scheduler_g, scheduler_d), prepared_loaders = (

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import torch
 
+from ..config import TrainConfig
+
 
 class ConstantThenLinearDecay:
     """LR multiplier: 1 until `decay_start * max_steps`, then linearly down to 0 at `max_steps`.
@@ -22,8 +24,10 @@ class ConstantThenLinearDecay:
         return max(0.0, 1.0 - (step - self.decay_from) / max(1, self.max_steps - self.decay_from))
 
 
-def adam(parameters: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    return torch.optim.Adam(list(parameters), lr=lr, betas=betas)
+def adam(parameters: Iterable[torch.nn.Parameter], lr: float, train: TrainConfig) -> torch.optim.Adam:
+    # `fused=None` leaves PyTorch its default (foreach on CUDA, a loop on CPU); the fused kernel's device check
+    # runs at the first step, after Accelerate has moved the parameters.
+    return torch.optim.Adam(list(parameters), lr=lr, betas=train.betas, fused=train.fused_optimizer or None)
 
 
 def linear_decay(optimizer: torch.optim.Optimizer, max_steps: int, decay_start: float) -> torch.optim.lr_scheduler.LambdaLR:

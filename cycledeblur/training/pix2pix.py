@@ -43,8 +43,8 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     judge = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
     session.check_crop_sizes(deblur, judge, 2 * channels)
     session.to_memory_format(deblur, judge)
-    optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg.betas)
-    optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg.betas)
+    optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
+    optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     # The judge's schedule spans its own training, which starts after the generator's pretraining.
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)

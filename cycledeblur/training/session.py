@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
@@ -44,6 +44,8 @@ class TrainState:
 
 def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+    # Crops have one size (a few with a crop schedule): cuDNN's autotuning pays off after the first step at each.
+    torch.backends.cudnn.benchmark = True
     return Accelerator(
         # Without cpu=True, `torchrun` on a machine with no GPU starts independent processes, not a gloo group.
         cpu=not has_accelerator,
@@ -55,6 +57,8 @@ def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
         ),
         # Schedules are defined in optimizer steps; Accelerate would otherwise step them once per process.
         step_scheduler_with_optimizer=False,
+        # Batches come from pinned memory on a GPU: their copy to the device can overlap the step before.
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
         log_with=build_trackers(run_dir / "logs"),
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
