@@ -349,7 +349,10 @@ def untrained_generator(config: Config) -> nn.Module:
 
 
 def score(deblurrer: Deblurrer, test_dir: Path) -> EvaluationReport:
-    return evaluate_pairs(deblurrer, test_dir / "blur", test_dir / "sharp")
+    report = evaluate_pairs(deblurrer, test_dir / "blur", test_dir / "sharp")
+    if report.failed:  # rows scored on different photos would not compare
+        raise UserError(f"a test photo could not be scored: {next(iter(report.failed.values()))}")
+    return report
 
 
 def busiest_window(sharp: torch.Tensor, crop: int) -> tuple[int, int]:

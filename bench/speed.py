@@ -179,7 +179,7 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True,
                         num_workers=config.data.num_workers)  # fmt: skip
 
-    def endless() -> Iterator[torch.Tensor]:
+    def endless() -> Iterator[list[torch.Tensor]]:
         for epoch in itertools.count():
             sampler.set_epoch(epoch)
             yield from loader
@@ -187,7 +187,7 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     stream = endless()
     next(stream)  # the first batch waits for the workers to start
     started = time.perf_counter()
-    delivered = sum(len(next(stream)) for _ in range(batches))
+    delivered = sum(len(next(stream)[0]) for _ in range(batches))  # a batch is (crops, skipped-file counts)
     return delivered / (time.perf_counter() - started)
 
 

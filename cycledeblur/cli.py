@@ -1,6 +1,8 @@
 """The `cycledeblur` command line: train, synth, deblur, evaluate.
 
-Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 1 anything else.
+Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 3 `deblur` / `evaluate`
+could not process some input files (one line each on stderr) but processed the others, 130 / 143 a training run
+stopped by SIGINT / SIGTERM after writing a checkpoint, 1 anything else.
 """
 
 from __future__ import annotations
@@ -10,24 +12,45 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
-from .errors import UserError
+from .errors import ImageFileError, TrainingInterrupted, UserError
 
 err_console = Console(stderr=True)
+EXIT_INPUTS_FAILED = 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        exit_code = args.run(args)
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        print_error(error)
         return 2
+    except TrainingInterrupted as stopped:
+        err_console.print(str(stopped), highlight=False, soft_wrap=True)
+        return 128 + stopped.signal_number
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    return 0
+    return exit_code
+
+
+def print_error(message: str | Exception) -> None:
+    """One line on stderr; `message` (which may hold brackets, like a file name or "[Errno 13]") is not markup."""
+    text = own_message(message) if isinstance(message, Exception) else message
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def own_message(error: Exception) -> str:
+    """`error`'s message. Raised in a DataLoader worker (a training image with `data.strict`, say), it reaches this
+    process as the same type, but torch puts the worker's whole traceback in its message: keep the original line."""
+    lines = str(error).strip().splitlines()
+    raised_as = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if lines and lines[0].startswith(f"Caught {type(error).__name__} in DataLoader worker") and lines[-1].startswith(raised_as):
+        return lines[-1].removeprefix(raised_as)
+    return str(error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     deblur.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
     deblur.add_argument("--out", required=True, type=Path, help="output folder")
+    deblur.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them)")
     add_inference_arguments(deblur)
     deblur.set_defaults(run=run_deblur)
 
@@ -95,7 +119,7 @@ def build_deblurrer(args: argparse.Namespace):
     )  # fmt: skip
 
 
-def run_train(args: argparse.Namespace) -> None:
+def run_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from .config import load_config
@@ -110,9 +134,10 @@ def run_train(args: argparse.Namespace) -> None:
     generator_dir = train(config, resume=args.resume)
     if PartialState().is_main_process:
         Console().print(f"generator saved to [bold]{generator_dir}[/]")
+    return 0
 
 
-def run_synth(args: argparse.Namespace) -> None:
+def run_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_folder
 
     summary = synthesize_folder(
@@ -120,29 +145,64 @@ def run_synth(args: argparse.Namespace) -> None:
         noise_sigma=args.noise, jpeg_quality=args.jpeg, save_kernels=args.save_kernels,
     )  # fmt: skip
     Console().print(summary)
+    return 0
 
 
-def run_deblur(args: argparse.Namespace) -> None:
+def run_deblur(args: argparse.Namespace) -> int:
+    """Deblur every input into --out; a file that cannot be read or written is reported, and the others go on."""
     from rich.progress import track
 
-    from .data import list_images, read_image, save_image_tensor
+    from .data import read_image, save_image_tensor
 
+    jobs = deblur_jobs(args.inputs, args.out)
     deblurrer = build_deblurrer(args)
-    jobs = []
-    for item in args.inputs:
+    out = args.out.resolve()
+    failed = existing = 0
+    for source, target in track(jobs, description="deblurring", transient=True, console=err_console):
+        try:
+            # An output name comes from its input's, but a symbolic link under --out could still lead elsewhere.
+            if not target.resolve().is_relative_to(out):
+                raise ImageFileError(f"{target} would be written outside --out {args.out} (through a symbolic link)")
+            if not args.overwrite and (target.exists() or target.is_symlink()):
+                message = f"{target} exists (--overwrite replaces it)"
+                err_console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
+                existing += 1
+                continue
+            image, image_format = read_image(source, deblurrer.channels)
+            save_image_tensor(deblurrer(image), target, image_format)
+        except ImageFileError as error:
+            print_error(error)
+            failed += 1
+    summary = [f"{len(jobs) - failed - existing} of {len(jobs)} images deblurred into {args.out}"]
+    summary += [f"{existing} skipped (their outputs exist)"] if existing else []
+    summary += [f"{failed} failed"] if failed else []
+    Console().print(", ".join(summary), highlight=False, soft_wrap=True)
+    return EXIT_INPUTS_FAILED if failed else 0
+
+
+def deblur_jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
+    """(input, output) for each image named or found in a folder of `inputs`: the output at the input's path
+    relative to the folder given (or its name, for a file) under `out`. Checked before the model loads."""
+    from .data import list_images
+
+    sources_by_target: dict[Path, Path] = {}
+    for item in inputs:
         if item.is_dir():
-            jobs += [(path, args.out / path.relative_to(item)) for path in list_images(item)]
+            found = [(path, out / path.relative_to(item)) for path in list_images(item)]
+            if not found:
+                raise UserError(f"input folder {item} contains no images (looked for png, jpg, tif, bmp, webp)")
         elif item.is_file():
-            jobs.append((item, args.out / item.name))
+            found = [(item, out / item.name)]
         else:
             raise UserError(f"input not found: {item}")
-    for source, target in track(jobs, description="deblurring", transient=True):
-        image, image_format = read_image(source, deblurrer.channels)
-        save_image_tensor(deblurrer(image), target, image_format)
-    Console().print(f"deblurred {len(jobs)} images into [bold]{args.out}[/]")
+        for source, target in found:
+            earlier = sources_by_target.setdefault(target, source)
+            if earlier.resolve() != source.resolve():  # the same file named twice is deblurred once
+                raise UserError(f"{earlier} and {source} would both be written to {target}: use two --out folders")
+    return [(source, target) for target, source in sources_by_target.items()]
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_pairs, evaluate_sharpness, print_report, write_csv, write_json
 
     deblurrer = build_deblurrer(args)
@@ -150,11 +210,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
         report = evaluate_sharpness(deblurrer, args.blur)
     else:
         report = evaluate_pairs(deblurrer, args.blur, args.sharp)
+    for reason in report.failed.values():
+        print_error(reason)
+    if not report.images:
+        raise UserError(f"none of the {len(report.failed)} images in --blur {args.blur} could be scored")
     print_report(report)
     if args.json:
         write_json(report, args.json)
     if args.csv:
         write_csv(report, args.csv)
+    return EXIT_INPUTS_FAILED if report.failed else 0
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class DataConfig:
     crop_size: int = 256
     small_images: Literal["upscale", "pad", "error"] = "upscale"
     """What to do with an image smaller than the crop: upscale it, reflect-pad it, or stop with an error."""
+    strict: bool = False
+    """Stop at the first image that cannot be used (corrupt, truncated, not an image, over the pixel limit, a pair
+    of different sizes), naming it. False: it is skipped with a warning, the next readable image takes its place,
+    and the log counts the skips (`data/skipped_files`)."""
     hflip: bool = True
     color_jitter: float = 0.0
     """Brightness and contrast jitter strength (0 disables it); applied to both sides independently."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from rich.table import Table
 from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .data import list_images, load_image_tensor, pair_name
-from .errors import UserError
+from .errors import ImageFileError, UserError
 from .inference import Deblurrer
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -37,8 +39,17 @@ class ImageScores:
 @dataclass
 class EvaluationReport:
     kind: str  # "paired" or "no-reference"
-    images: list[ImageScores] = field(default_factory=list)
+    images: list[ImageScores] = field(default_factory=list)  # the images scored
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    failed: dict[str, str] = field(default_factory=dict)  # image name -> why it could not be scored
+
+    @contextmanager
+    def scoring(self, name: str) -> Iterator[None]:
+        """Score image `name` in the block: a file that cannot be used lands in `failed`, and the evaluation goes on."""
+        try:
+            yield
+        except ImageFileError as error:
+            self.failed[name] = str(error)
 
     def mean(self, side: str) -> dict[str, float]:
         scores = [getattr(image, side) for image in self.images]
@@ -51,6 +62,8 @@ class EvaluationReport:
             "input": self.mean("input"),
             "output": self.mean("output"),
             "unavailable": self.unavailable,
+            "n_failed": len(self.failed),
+            "failed": self.failed,
             "per_image": [{"name": i.name, "input": i.input, "output": i.output} for i in self.images],
         }
 
@@ -109,11 +122,12 @@ def evaluate_pairs(deblurrer: Deblurrer, blur_dir: Path, sharp_dir: Path) -> Eva
     metrics = FullReferenceMetrics()
     report = EvaluationReport("paired", unavailable=metrics.unavailable)
     for name, blurred_path, sharp_path in matching_pairs(blur_dir, sharp_dir):
-        blurred = load_image_tensor(blurred_path, deblurrer.channels)
-        sharp = load_image_tensor(sharp_path, deblurrer.channels)
-        if blurred.shape != sharp.shape:
-            raise UserError(f"{blurred_path} is {tuple(blurred.shape)} but {sharp_path} is {tuple(sharp.shape)}")
-        report.images.append(ImageScores(name, metrics(blurred, sharp), metrics(deblurrer(blurred), sharp)))
+        with report.scoring(name):
+            blurred = load_image_tensor(blurred_path, deblurrer.channels)
+            sharp = load_image_tensor(sharp_path, deblurrer.channels)
+            if blurred.shape != sharp.shape:
+                raise ImageFileError(f"{blurred_path} is {tuple(blurred.shape)}, {sharp_path} {tuple(sharp.shape)}")
+            report.images.append(ImageScores(name, metrics(blurred, sharp), metrics(deblurrer(blurred), sharp)))
     return report
 
 
@@ -125,9 +139,10 @@ def evaluate_sharpness(deblurrer: Deblurrer, blur_dir: Path) -> EvaluationReport
         raise UserError(f"--blur {blur_dir} contains no images")
     report = EvaluationReport("no-reference")
     for path in paths:
-        blurred = load_image_tensor(path, deblurrer.channels)
         name = pair_name(path, blur_dir)
-        report.images.append(ImageScores(name, sharpness_scores(blurred), sharpness_scores(deblurrer(blurred))))
+        with report.scoring(name):
+            blurred = load_image_tensor(path, deblurrer.channels)
+            report.images.append(ImageScores(name, sharpness_scores(blurred), sharpness_scores(deblurrer(blurred))))
     return report
 
 
@@ -155,6 +170,10 @@ def print_report(report: EvaluationReport, console: Console | None = None) -> No
     else:
         table.add_row("output / input", *(f"{outputs[m] / max(inputs[m], 1e-12):.2f}x" for m in inputs), style="bold")
     console.print(table)
+    if report.failed:
+        images = "1 image" if len(report.failed) == 1 else f"{len(report.failed)} images"
+        names = ", ".join(report.failed)
+        console.print(f"{images} could not be scored (not in the means): {names}", markup=False, soft_wrap=True)
     for metric, reason in report.unavailable.items():
         console.print(f"{metric}: unavailable, {reason}", soft_wrap=True)
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
+import struct
+import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +17,39 @@ import png
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UserError
+from .errors import ImageFileError, UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+# Every reader here refuses images of more pixels than Pillow's `Image.MAX_IMAGE_PIXELS` (89.5 megapixels by
+# default): a small file can claim a size that takes gigabytes to decode (a decompression bomb). This environment
+# variable sets that limit (a number of pixels; 0: none) for large scenes from a trusted source, such as satellites.
+PIXEL_LIMIT_VARIABLE = "CYCLEDEBLUR_MAX_IMAGE_PIXELS"
+_RAISE_THE_LIMIT = f"for images you trust, raise the limit with {PIXEL_LIMIT_VARIABLE}"
+# More values per pixel than this is a stack of images (pages of a TIFF), not one image's bands.
+_MAX_BANDS = 16
+
+
+def apply_pixel_limit_from_environment() -> None:
+    """Set Pillow's `Image.MAX_IMAGE_PIXELS`, the limit every reader applies, from $CYCLEDEBLUR_MAX_IMAGE_PIXELS when
+    it is set. Called on import."""
+    text = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return
+    if not text.isdigit():
+        raise UserError(f"{PIXEL_LIMIT_VARIABLE}={text!r} must be a number of pixels (0: no limit)")
+    Image.MAX_IMAGE_PIXELS = int(text) or None
+
+
+apply_pixel_limit_from_environment()
+
+
+def check_pixel_count(width: int, height: int) -> None:
+    """Refuse (ValueError) an image of more pixels than the limit, before it is decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ValueError(
+            f"{width}x{height} is more than {limit} pixels, the limit against decompression bombs ({_RAISE_THE_LIMIT})"
+        )
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -24,16 +60,41 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image, upright per its EXIF orientation; a bad file is a UserError naming it."""
+    """Open and fully decode an image, upright per its EXIF orientation; a bad file is an ImageFileError naming it."""
     name = name or str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-            opened.load()
-            return ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; check_pixel_count refuses those too.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+                check_pixel_count(*opened.size)
+                opened.load()
+                return ImageOps.exif_transpose(opened)
     except FileNotFoundError:
-        raise UserError(f"image not found: {name}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot read image {name}: {error}") from None
+        raise ImageFileError(f"image not found: {name}") from None
+    # Corrupt files make the decoders fail in many ways (IndexError, struct.error, EOFError...): each is one bad file.
+    except Exception as error:  # noqa: BLE001
+        raise ImageFileError(f"cannot read image {name}: {_reason(error)}") from None
+
+
+def _reason(error: Exception) -> str:
+    """A decoder's error as one line that makes sense to the user."""
+    if isinstance(error, UnidentifiedImageError):  # its message holds the repr of an in-memory buffer
+        return "not an image file, or in a format Pillow cannot read"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"{error} ({_RAISE_THE_LIMIT})"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile logs every oddity of a damaged file before it fails; the one error raised for the file says enough."""
+    logger = logging.getLogger("tifffile")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
 
 
 # PIL modes whose pixels are not plain channel values: convert them to one whose pixels are.
@@ -45,10 +106,12 @@ _PYPNG_16_BIT_MODES = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 
 
 def read_pixels(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    """An image's pixels at their stored depth (uint8, uint16 or float32), as an H x W x C array, upright.
+    """An image's pixels at their stored depth (uint8, uint16, float32, or bool for 1-bit TIFF), as an H x W x C
+    array, upright.
 
     Pillow decodes 16-bit only for grayscale, so TIFF (any depth, any number of bands) goes through tifffile and
-    16-bit gray+alpha or color PNG through pypng; everything else through Pillow.
+    16-bit gray+alpha or color PNG through pypng; everything else through Pillow. Each refuses images over the pixel
+    limit before decoding them.
     """
     name = name or str(source)
     if isinstance(source, bytes):
@@ -57,26 +120,42 @@ def read_pixels(source: str | Path | bytes, name: str | None = None) -> np.ndarr
         try:
             data = Path(source).read_bytes()
         except FileNotFoundError:
-            raise UserError(f"image not found: {name}") from None
+            raise ImageFileError(f"image not found: {name}") from None
+        except OSError as error:  # a folder, no permission...
+            raise ImageFileError(f"cannot read image {name}: {error.strerror or error}") from None
+    if not data:
+        raise ImageFileError(f"cannot read image {name}: the file is empty")
     is_tiff = data[:4] in _TIFF_MAGIC
     # The PNG header's bit depth (byte 24) and color type (byte 25: 2 RGB, 4 gray+alpha, 6 RGBA).
     is_multichannel_png16 = data[:8] == _PNG_MAGIC and len(data) > 25 and data[24] == 16 and data[25] in (2, 4, 6)
     if not (is_tiff or is_multichannel_png16):
         return _pil_pixels(open_image(data, name))
-    # Corrupt files make these decoders fail in many ways (IndexError, struct.error...): each is one bad file.
     try:
-        if is_tiff:
-            pixels = tifffile.imread(io.BytesIO(data))
-            if pixels.ndim == 3 and pixels.shape[0] < min(pixels.shape[1:]) and pixels.shape[0] <= 16:
-                pixels = pixels.transpose(1, 2, 0)  # planar (bands first) storage
-        else:
-            width, height, rows, info = png.Reader(bytes=data).asDirect()
-            pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+        pixels = _tiff_pixels(data) if is_tiff else _png16_pixels(data)
         if pixels.ndim not in (2, 3) or pixels.size == 0:
             raise ValueError(f"no 2-D image in it (decoded shape {pixels.shape})")
-    except Exception as error:  # noqa: BLE001
-        raise UserError(f"cannot read image {name}: {error}") from None
+    except Exception as error:  # noqa: BLE001  (as in open_image: each failure is one bad file)
+        raise ImageFileError(f"cannot read image {name}: {_reason(error)}") from None
     return pixels if pixels.ndim == 3 else pixels[:, :, None]
+
+
+def _tiff_pixels(data: bytes) -> np.ndarray:
+    with _quiet_tifffile(), tifffile.TiffFile(io.BytesIO(data)) as tiff:
+        page = tiff.pages[0]
+        check_pixel_count(page.imagewidth, page.imagelength)
+        values_per_pixel = tiff.series[0].size // max(1, page.imagewidth * page.imagelength)
+        if values_per_pixel > _MAX_BANDS:
+            raise ValueError(f"{values_per_pixel} values per pixel: a stack of images, not one of at most {_MAX_BANDS} bands")
+        pixels = tiff.asarray()
+    if pixels.ndim == 3 and pixels.shape[0] < min(pixels.shape[1:]) and pixels.shape[0] <= _MAX_BANDS:
+        pixels = pixels.transpose(1, 2, 0)  # planar (bands first) storage
+    return pixels
+
+
+def _png16_pixels(data: bytes) -> np.ndarray:
+    check_pixel_count(*struct.unpack(">II", data[16:24]))  # the width and height of the header (IHDR)
+    width, height, rows, info = png.Reader(bytes=data).asDirect()
+    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
 
 
 def read_icc_profile(path: str | Path) -> bytes | None:
@@ -87,14 +166,14 @@ def read_icc_profile(path: str | Path) -> bytes | None:
             file.seek(0)
             return _tiff_icc_profile(file) if is_tiff else _pil_icc_profile(file)
     except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
+        raise ImageFileError(f"image not found: {path}") from None
     # As in read_pixels: a corrupt header makes the parsers fail in many ways, each one bad file.
     except Exception as error:  # noqa: BLE001
-        raise UserError(f"cannot read image {path}: {error}") from None
+        raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
 
 
 def _tiff_icc_profile(file: io.BufferedReader) -> bytes | None:
-    with tifffile.TiffFile(file) as tiff:
+    with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
         tag = tiff.pages[0].tags.get("InterColorProfile")
         # Stored as UNDEFINED the tag reads as bytes, as BYTE as a tuple of ints.
         return bytes(tag.value) if tag else None
@@ -118,16 +197,29 @@ def _pil_pixels(image: Image.Image) -> np.ndarray:
 
 def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | None = None) -> None:
     """Write an H x W x C array (uint8, uint16 or float32) keeping its depth, with `icc_profile` embedded if given
-    (BMP has no place for one): TIFF via tifffile, 16-bit gray+alpha or color PNG via pypng, all else via Pillow."""
+    (BMP has no place for one): TIFF via tifffile, 16-bit gray+alpha or color PNG via pypng, all else via Pillow.
+
+    The file is written under a temporary name and renamed when complete: a run killed while writing leaves no
+    half-written image that a rerun (which keeps existing outputs) would take for a finished one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        _write_tiff(pixels, path, icc_profile)
+        write = _write_tiff
     elif suffix == ".png" and pixels.dtype == np.uint16 and pixels.shape[2] in _PYPNG_16_BIT_MODES:
-        _write_png16(pixels, path, icc_profile)
+        write = _write_png16
     else:
-        _write_with_pil(pixels, path, icc_profile)
+        write = _write_with_pil
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the same suffix: the writers go by it
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(pixels, partial, icc_profile)
+        os.replace(partial, path)
+    except OSError as error:
+        raise ImageFileError(f"cannot write image {path}: {error.strerror or error}") from None
+    finally:
+        if partial.exists():  # the write failed
+            partial.unlink()
 
 
 def _write_tiff(pixels: np.ndarray, path: Path, icc_profile: bytes | None) -> None:

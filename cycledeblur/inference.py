@@ -11,20 +11,28 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .models import load_generator
+from .models.hub import CONFIG_NAME, WEIGHTS_NAME
 
 
 def resolve_generator(model: str | Path) -> torch.nn.Module:
-    """`model` may be a run folder (holding generator/), a generator folder (config.json) or a Hub model id."""
+    """`model` may be a run folder (holding generator/), a generator folder (config.json and model.safetensors) or
+    a Hub model id."""
     path = Path(model).expanduser()
-    if path.is_dir():
-        if (path / "generator" / "config.json").is_file():
-            path = path / "generator"
-        elif not (path / "config.json").is_file():
-            raise UserError(f"--model {model}: neither a run folder with generator/ nor a folder with config.json")
-        return load_generator(str(path))
-    if path.exists():
-        raise UserError(f"--model {model}: is a file; give a run folder, a generator folder or a Hub model id")
-    return load_generator(str(model))
+    if not path.is_dir():
+        if path.exists():
+            raise UserError(f"--model {model}: is a file; give a run folder, a generator folder or a Hub model id")
+        return load_generator(str(model))
+    folder = path / "generator" if (path / "generator").is_dir() else path
+    missing = [name for name in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / name).is_file()]
+    if folder == path and len(missing) == 2:
+        unfinished = (path / "checkpoints").is_dir()
+        raise UserError(
+            f"--model {model}: neither a run folder with generator/ nor a folder with {CONFIG_NAME}"
+            + (" (a run whose training has not finished: generator/ is written at the end)" if unfinished else "")
+        )
+    if missing:
+        raise UserError(f"--model {model}: {folder} has no {' and no '.join(missing)}")
+    return load_generator(str(folder))
 
 
 def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:

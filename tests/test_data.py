@@ -101,10 +101,11 @@ def test_epoch_sampler_replays_and_reshuffles():
 def test_crops_are_a_pure_function_of_seed_epoch_index(odd_images):
     dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=32, color_jitter=0.2), seed=0)
     torch.manual_seed(123)  # the global RNG must not matter
-    a = dataset[(0, 1)]
+    a, skipped = dataset[(0, 1)]
     torch.manual_seed(999)
-    assert torch.equal(dataset[(0, 1)], a)
-    assert not torch.equal(dataset[(1, 1)], a)
+    assert torch.equal(dataset[(0, 1)][0], a)
+    assert not torch.equal(dataset[(1, 1)][0], a)
+    assert skipped == 0
     assert a.shape == (3, 32, 32) and a.min() >= -1 and a.max() <= 1
 
 
@@ -112,7 +113,7 @@ def test_crops_are_a_pure_function_of_seed_epoch_index(odd_images):
 def test_images_smaller_than_the_crop_are_handled(odd_images, policy):
     dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=48, small_images=policy), seed=0)
     tiny = next(i for i in range(len(dataset)) if dataset.images[i]["image"]["path"].endswith("tiny.png"))
-    assert dataset[(0, tiny)].shape == (3, 48, 48)
+    assert dataset[(0, tiny)][0].shape == (3, 48, 48)
 
 
 def test_small_image_error_policy_names_the_file(odd_images):
@@ -131,8 +132,8 @@ def test_flat_crops_are_redrawn(tmp_path):
     redrawn = CropDataset(source, DataConfig(crop_size=32), seed=0)
     kept = CropDataset(source, DataConfig(crop_size=32, flat_crop_std=0.0), seed=0)
     flat = lambda crop: bool(crop.flatten(1).std(dim=1).min() == 0)  # noqa: E731
-    assert any(flat(kept[(epoch, 0)]) for epoch in range(40))
-    assert not any(flat(redrawn[(epoch, 0)]) for epoch in range(40))
+    assert any(flat(kept[(epoch, 0)][0]) for epoch in range(40))
+    assert not any(flat(redrawn[(epoch, 0)][0]) for epoch in range(40))
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

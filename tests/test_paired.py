@@ -34,7 +34,7 @@ def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_judge(tiny_config
     pretraining, adversarial = rows[:30], rows[30:]
     # Stage one: the generator alone on the content loss, which falls; the judge idles.
     logged = [{key for key in row if not key.startswith("perf/")} for row in pretraining]
-    assert all(keys == {"step", "loss/paired_l1", "lr/generator"} for keys in logged)
+    assert all(keys == {"step", "loss/paired_l1", "lr/generator", "data/skipped_files"} for keys in logged)
     l1 = [row["loss/paired_l1"] for row in pretraining]
     assert sum(l1[-5:]) < 0.7 * sum(l1[:5]), l1
     # Stage two: adversarial training with the judge.
@@ -72,8 +72,8 @@ def test_progressive_resolution_trains_at_each_scheduled_size(tiny_config, tmp_p
     train(config)
     for step, size in ((3, 24), (6, 32)):
         folder = tmp_path / "run" / "checkpoints" / f"step_{step:07d}"
-        pool = torch.load(folder / "custom_checkpoint_1.pkl", weights_only=False)["per_process"][0]["images"]
-        assert pool and {tuple(image.shape) for image in pool} == {(3, size, size)}, step
+        pool = load_file(folder / "loop_state_rank0.safetensors")["fake_sharp_pool.images"]
+        assert len(pool) and pool.shape[1:] == (3, size, size), step
 
 
 def test_semi_paired_training_learns_from_a_single_pair(tiny_config, paired, tmp_path):
@@ -102,9 +102,9 @@ def test_pairs_match_by_relative_name_whatever_the_extension(paired, tmp_path):
     names = [[record["path"].rsplit("/", 1)[1].split(".")[0] for record in side["image"]] for side in (blurred, sharp)]
     assert names[0] == names[1] and len(names[0]) == 6
     config = load_config(None, ["data.crop_size=32"]).data
-    blurred_crop, sharp_crop = PairedCropDataset(blurred, sharp, config, seed=0)[(0, 2)]
+    (blurred_crop, sharp_crop), _ = PairedCropDataset(blurred, sharp, config, seed=0)[(0, 2)]
     # The same window of the same scene: the blurred crop is close to the sharp one, unlike a crop of another photo.
-    other = PairedCropDataset(blurred, sharp, config, seed=0)[(0, 3)][1]
+    other = PairedCropDataset(blurred, sharp, config, seed=0)[(0, 3)][0][1]
     assert (blurred_crop - sharp_crop).abs().mean() < 0.5 * (blurred_crop - other).abs().mean()
 
 
@@ -121,8 +121,11 @@ def test_pair_errors_name_the_file(paired, tmp_path):
     blurred, sharp_set = load_pairs(str(paired / "blur"), str(sharp), split="train", image_column="image",
                                     keys=("data.blur", "data.sharp"))  # fmt: skip
     row = [record["path"].endswith("rocket.png") for record in blurred["image"]].index(True)
+    strict = load_config(None, ["data.crop_size=32", "data.strict=true"]).data
     with pytest.raises(UserError, match=r"rocket.png .*rocket.png: the images differ in size"):
-        PairedCropDataset(blurred, sharp_set, load_config(None, ["data.crop_size=32"]).data, seed=0)[(0, row)]
+        PairedCropDataset(blurred, sharp_set, strict, seed=0)[(0, row)]
+    _, skipped = PairedCropDataset(blurred, sharp_set, load_config(None, ["data.crop_size=32"]).data, seed=0)[(0, row)]
+    assert skipped == 1  # without data.strict the pair is passed over, like an unreadable file
 
 
 @pytest.mark.parametrize(

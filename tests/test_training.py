@@ -150,6 +150,16 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
         rank0, rank1 = replicas["fingerprints"]
         assert rank0 == rank1
     assert (run / "generator" / "model.safetensors").is_file()
+    if mode == "unpaired":  # resumed on 2 processes from step 2: step 4 as in the uninterrupted run, bit for bit
+        resumed = tmp_path / "ddp-resumed"
+        run_command(
+            [torchrun, "--standalone", "--nproc_per_node", "2", "train.py", "--config", "configs/default.yaml",
+             "--resume", str(run / "checkpoints" / "step_0000002"),
+             *cli_overrides(data, resumed, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1")],
+            tmp_path,
+        )  # fmt: skip
+        straight, again = weights(run, 4), weights(resumed, 4)
+        assert all((straight[name][key] == again[name][key]).all() for name in straight for key in straight[name])
 
 
 def test_accelerate_launch_runs_train_py(unpaired, tmp_path):

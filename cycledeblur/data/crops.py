@@ -6,6 +6,7 @@ DataLoader workers, which is what exact resume and identical multi-process runs 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import datasets
@@ -16,10 +17,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..config import DataConfig
-from ..errors import UserError
+from ..errors import ImageFileError, UserError
 from .images import load_image_tensor
 
 FLAT_CROP_RETRIES = 10
+logger = logging.getLogger(__name__)
 
 
 def _mix(*numbers: int) -> int:
@@ -58,11 +60,18 @@ def build_augmentation(config: DataConfig) -> v2.Compose:
 
 
 class CropDataset(Dataset):
-    """Random crops in [-1, 1] from one image collection, indexed by the `(epoch, index)` of `EpochSampler`."""
+    """Random crops in [-1, 1] from one image collection, indexed by the `(epoch, index)` of `EpochSampler`.
+
+    An item is `(crop, skipped)`. When image `index` cannot be used (an `ImageFileError`: corrupt, truncated, over
+    the pixel limit...), the next usable one takes its place and `skipped` counts the images passed over: a pure
+    function of the index, so resumed and multi-process runs stay exact. Each unusable image is reported once per
+    process; with `data.strict` it stops training instead.
+    """
 
     def __init__(self, images: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
         self.images, self.config, self.seed, self.image_column = images, config, seed, image_column
         self.augment = build_augmentation(config)
+        self._unusable: dict[int, str] = {}  # index -> why, in this process: each is read and reported once
 
     def __len__(self) -> int:
         return len(self.images)
@@ -87,6 +96,30 @@ class CropDataset(Dataset):
                 image = F.pad(image, [crop // 2] * 4, padding_mode="edge")
         return image
 
+    def item_images(self, index: int) -> tuple[torch.Tensor, ...]:
+        """The whole images item `index` is cut from: one here, a (blurred, sharp) pair in `PairedCropDataset`."""
+        return (self.load(index),)
+
+    def usable_images(self, index: int) -> tuple[tuple[torch.Tensor, ...], int]:
+        """The images of item `index`, or of the first usable item after it (wrapping around), and how many items
+        were passed over to find them."""
+        for skipped in range(len(self)):
+            candidate = (index + skipped) % len(self)
+            if candidate in self._unusable:
+                continue
+            try:
+                return self.item_images(candidate), skipped
+            except ImageFileError as error:
+                if self.config.strict:
+                    raise
+                self._unusable[candidate] = str(error)
+                logger.warning("skipping an unusable training image (data.strict=false): %s", error)
+        raise UserError(f"none of the {len(self)} images could be read, e.g. {self._unusable[index]}")
+
+    def sample_images(self, index: int) -> tuple[torch.Tensor, ...]:
+        """Whole images for the sample grids: item `index`'s, or those of the usable item that takes its place."""
+        return self.usable_images(index)[0]
+
     def crops(self, epoch: int, index: int, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The same random crop and augmentation of each of `images`, in [-1, 1], drawn from (seed, epoch, index)."""
         images = tuple(tv_tensors.Image(image) for image in images)  # v2 transforms every Image alike
@@ -99,28 +132,34 @@ class CropDataset(Dataset):
                     break
         return tuple(crop.as_subclass(torch.Tensor) * 2 - 1 for crop in crops)
 
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, index = key
-        return self.crops(epoch, index, self.load(index))[0]
+        (image,), skipped = self.usable_images(index)
+        return self.crops(epoch, index, image)[0], skipped
 
 
 class PairedCropDataset(CropDataset):
-    """(blurred, sharp) crops of aligned pairs (see `load_pairs`): one crop window and augmentation for both."""
+    """`((blurred, sharp), skipped)` crops of aligned pairs (see `load_pairs`): one crop window and augmentation
+    for both; a pair of different sizes is unusable like an unreadable file."""
 
     def __init__(self, blurred: datasets.Dataset, sharp: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
         super().__init__(blurred, config, seed, image_column)
         self.sharp = sharp
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, index = key
+    def item_images(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         blurred, sharp = self.load(index), self.load(index, self.sharp)
         if blurred.shape != sharp.shape:
             names = [images[index][self.image_column].get("path") or f"row {index}" for images in (self.images, self.sharp)]
-            raise UserError(
+            raise ImageFileError(
                 f"pair {names[0]} / {names[1]}: the images differ in size ({tuple(blurred.shape[-2:])} vs "
                 f"{tuple(sharp.shape[-2:])}); a pair must show the same scene pixel for pixel"
             )
-        return self.crops(epoch, index, blurred, sharp)
+        return blurred, sharp
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+        epoch, index = key
+        pair, skipped = self.usable_images(index)
+        return self.crops(epoch, index, *pair), skipped
 
 
 def random_windows(images: list[torch.Tensor], size: int, generator: torch.Generator) -> list[torch.Tensor]:

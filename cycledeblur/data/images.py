@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import ImageFileError
 from ..image_files import read_icc_profile, read_pixels, write_pixels
 
 
@@ -21,16 +21,21 @@ class ImageFormat:
     icc_profile: bytes | None = None  # the embedded color profile: without it, outputs would look different
 
 
-def pixels_to_array(pixels: np.ndarray) -> tuple[np.ndarray, ImageFormat]:
-    """Stored pixels (H x W x C) as float32 in [0, 1], and the format they were stored in."""
-    if pixels.dtype == np.uint8:
+def pixels_to_array(pixels: np.ndarray, name: str = "image") -> tuple[np.ndarray, ImageFormat]:
+    """Stored pixels (H x W x C) as float32 in [0, 1], and the format they were stored in (1-bit: as 8-bit)."""
+    if pixels.dtype == bool:  # 1-bit (bilevel TIFF)
+        array, bit_depth = pixels.astype(np.float32), 8
+    elif pixels.dtype == np.uint8:
         array, bit_depth = pixels.astype(np.float32) / 255.0, 8
     elif pixels.dtype == np.uint16:
         array, bit_depth = pixels.astype(np.float32) / 65535.0, 16
     elif pixels.dtype.kind == "f":
         array, bit_depth = pixels.astype(np.float32), 32
+        # NaN marks "no data" in some scientific images; the network would spread it over the whole output.
+        if not np.isfinite(array).all():
+            raise ImageFileError(f"{name} holds NaN or infinite pixel values; fill them in first")
     else:
-        raise UserError(f"unsupported pixel type {pixels.dtype}")
+        raise ImageFileError(f"{name}: pixel type {pixels.dtype} is not supported (8 or 16-bit unsigned, 1-bit, float)")
     return np.clip(array, 0.0, 1.0), ImageFormat(bit_depth=bit_depth, channels=pixels.shape[2])
 
 
@@ -39,7 +44,7 @@ def adapt_channels(tensor: torch.Tensor, channels: int, name: str = "image") -> 
     have = tensor.shape[0]
     if have == channels:
         return tensor
-    if have in (2, 4) and channels in (1, 3) and have - 1 >= channels:  # LA / RGBA: drop alpha first
+    if have in (2, 4) and channels in (1, 3):  # LA / RGBA: drop alpha first
         tensor, have = tensor[: have - 1], have - 1
         if have == channels:
             return tensor
@@ -48,14 +53,14 @@ def adapt_channels(tensor: torch.Tensor, channels: int, name: str = "image") -> 
     if have == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=tensor.dtype).view(3, 1, 1)
         return (tensor * weights).sum(0, keepdim=True)
-    raise UserError(f"{name} has {have} channels and cannot be converted to the model's {channels}")
+    raise ImageFileError(f"{name} has {have} channels and cannot be converted to the model's {channels}")
 
 
 def read_image(source: str | Path | bytes, channels: int, name: str | None = None) -> tuple[torch.Tensor, ImageFormat]:
     """Decode an image file (or its bytes) to a float CxHxW tensor in [0, 1] with `channels` channels, and the
     format it was stored in (so an output can be written back alike)."""
     name = name or str(source)
-    array, image_format = pixels_to_array(read_pixels(source, name))
+    array, image_format = pixels_to_array(read_pixels(source, name), name)
     if not isinstance(source, bytes):
         image_format = replace(image_format, icc_profile=read_icc_profile(source))
     tensor = adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)

@@ -130,11 +130,16 @@ class HubModel(
             local_files_only=local_files_only,
             token=token,
         )
-        model = cls(**model_kwargs)
+        try:
+            model = cls(**model_kwargs)
+        except (TypeError, ValueError) as error:  # a hand-edited config.json: a wrong type or an unknown option
+            raise UserError(f"{model_id}/{CONFIG_NAME} does not describe a valid {cls.__name__}: {error}") from None
         try:
             load_model(model, weights, strict=True, device=map_location)
-        except (RuntimeError, SafetensorError) as error:
-            raise UserError(f"{weights} does not fit the {cls.__name__} in {CONFIG_NAME}: {error}") from error
+        except SafetensorError as error:
+            raise UserError(f"{weights} is not a valid safetensors file (truncated or corrupt?): {error}") from None
+        except RuntimeError as error:
+            raise UserError(f"{weights} does not fit the {cls.__name__} in {CONFIG_NAME}: {error}") from None
         return model.eval()
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from accelerate import Accelerator
 from ..errors import TrainingDiverged, UserError
 
 _CHECKPOINT = re.compile(r"step_(\d{7,})")
+COMPLETE_MARKER = "replicas.json"  # the last file a checkpoint gets
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -21,12 +23,27 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. Partial writes live under a dot-name and are never listed."""
+    """Complete checkpoints, oldest first. A checkpoint is written under a dot-name and renamed when complete (its
+    last file, replicas.json, written), and renamed back to a dot-name before it is deleted: a process killed at
+    any moment leaves no `step_` folder that cannot load."""
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)]
+    found = [p for p in folder.iterdir() if _CHECKPOINT.fullmatch(p.name) and (p / COMPLETE_MARKER).is_file()]
     return sorted(found, key=lambda p: int(_CHECKPOINT.fullmatch(p.name).group(1)))
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete what killed runs left behind: half-written checkpoints and half-deleted ones."""
+    folder = checkpoint_dir(run_dir)
+    for leftover in folder.glob(".step_*") if folder.is_dir() else []:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _delete(checkpoint: Path) -> None:
+    doomed = checkpoint.with_name(f".{checkpoint.name}.deleting")
+    os.replace(checkpoint, doomed)  # atomic: from here on it is no longer listed
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def weight_fingerprints(accelerator: Accelerator, models: list[torch.nn.Module]) -> torch.Tensor:
@@ -37,8 +54,16 @@ def weight_fingerprints(accelerator: Accelerator, models: list[torch.nn.Module])
     return accelerator.gather(local[None]).cpu()
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int, models: list[torch.nn.Module]) -> Path:
-    """Save the full training state; a write killed half-way leaves only a `.partial` folder, never a step_ one.
+def save_checkpoint(
+    accelerator: Accelerator,
+    run_dir: Path,
+    step: int,
+    keep: int,
+    models: list[torch.nn.Module],
+    save_loop_state: Callable[[Path], None],
+) -> Path:
+    """Save the full training state (Accelerate's, then the loop's with `save_loop_state(folder)` on every process);
+    a write killed half-way, or failing (a full disk), leaves the earlier checkpoints as they were.
 
     Also checks that every process holds the same weights (what data-parallel training promises) and records
     the evidence in `replicas.json`: a checkpoint of diverged replicas would silently keep only rank 0's.
@@ -52,23 +77,33 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
             "written over the earlier ones; lower train.lr_g / train.lr_d and train again"
         )
     in_sync = bool((fingerprints == fingerprints[0]).all())
-    if accelerator.is_main_process:
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial))
+        save_loop_state(partial)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            replicas = {"processes": accelerator.num_processes, "in_sync": in_sync, "fingerprints": fingerprints.tolist()}
+            (partial / COMPLETE_MARKER).write_text(json.dumps(replicas))
+    except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
+        kept = ", ".join(path.name for path in list_checkpoints(run_dir)) or "none"
+        raise UserError(
+            f"cannot write the checkpoint {final}: {error.strerror or error} (a full disk or a read-only folder?); "
+            f"the earlier checkpoints are intact ({kept})"
+        ) from None
     if accelerator.is_main_process:
-        replicas = {"processes": accelerator.num_processes, "in_sync": in_sync, "fingerprints": fingerprints.tolist()}
-        (partial / "replicas.json").write_text(json.dumps(replicas))
         if final.exists():  # re-saving a step after a resume from it
-            shutil.rmtree(final)
+            _delete(final)
         os.replace(partial, final)
         for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            _delete(old)
     accelerator.wait_for_everyone()
     if not in_sync:
-        raise RuntimeError(f"step {step}: the processes' weights differ (see {final / 'replicas.json'})")
+        raise RuntimeError(f"step {step}: the processes' weights differ (see {final / COMPLETE_MARKER})")
     return final
 
 
@@ -83,6 +118,8 @@ def resolve_resume(run_dir: Path, resume: str | bool | None) -> Path | None:
         return checkpoints[-1]
     path = Path(resume)
     if _CHECKPOINT.fullmatch(path.name) and path.is_dir():
+        if not (path / COMPLETE_MARKER).is_file():
+            raise UserError(f"--resume {resume}: an incomplete checkpoint (no {COMPLETE_MARKER}); resume from an earlier one")
         return path
     if path.is_dir() and list_checkpoints(path):
         return list_checkpoints(path)[-1]

@@ -78,11 +78,11 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     pool_seed = train_cfg.seed * 10_000 + 2 * accelerator.process_index  # distinct per run seed, rank and side
     fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=pool_seed)
     fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=pool_seed + 1)
-    session.start(fake_sharp_pool, fake_blurred_pool, averaged_deblur)
+    session.start(fake_sharp_pool=fake_sharp_pool, fake_blurred_pool=fake_blurred_pool)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(blurred_set) - 1) / 3) for i in range(4)})  # spread over the set
-    sample_inputs = sample_batch([blurred_set.load(i) for i in sample_indices], train_cfg.sample_size, multiple)
+    sample_inputs = sample_batch([blurred_set.sample_images(i)[0] for i in sample_indices], train_cfg.sample_size, multiple)
     sample_inputs = sample_inputs.to(accelerator.device)
 
     def sample_rows(deblur, reblur) -> list[torch.Tensor]:
@@ -90,7 +90,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
         return [sample_inputs, deblurred, reblur(deblurred)]
 
     streams = zip(*(session.batches(loader, sampler) for loader, (_, sampler) in zip(prepared_loaders, loaders)))
-    with session.progress:
+    with session:
         while session.step < train_cfg.max_steps:
             blurred, sharp, *pair = next(streams)
             blurred, sharp = session.windows(blurred, sharp)

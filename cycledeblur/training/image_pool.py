@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from accelerate import PartialState
-from accelerate.utils import gather_object
 
 
 class ImagePool:
@@ -37,19 +36,12 @@ class ImagePool:
                 chosen.append(image)
         return torch.stack(chosen)
 
-    def state_dict(self) -> dict:
-        # Accelerate saves registered objects from the main process only, so gather every rank's pool into it.
-        state = {
-            "images": [image.cpu() for image in self.images],
-            "generator": self.generator.get_state(),
-        }
-        if PartialState().num_processes > 1:
-            return {"per_process": gather_object([state])}
-        return {"per_process": [state]}
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """This process's pool (each process keeps its own, from its own fakes)."""
+        images = torch.stack(self.images) if self.images else torch.empty(0)
+        return {"images": images, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict) -> None:
-        process_states = state["per_process"]
-        mine = process_states[PartialState().process_index % len(process_states)]
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         device = PartialState().device
-        self.images = [image.to(device) for image in mine["images"]]
-        self.generator.set_state(mine["generator"])
+        self.images = [image.to(device) for image in state["images"]] if state["images"].numel() else []
+        self.generator.set_state(state["generator"])

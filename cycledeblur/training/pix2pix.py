@@ -54,20 +54,20 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     unwrapped_judge = accelerator.unwrap_model(judge, keep_torch_compile=False)  # called with frozen weights in the generator step
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
-    session.start(averaged_deblur)
+    session.start()
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(pair_set) - 1) / 3) for i in range(4)})  # spread over the set
+    sample_pairs = [pair_set.sample_images(i) for i in sample_indices]
     sample_blurred, sample_sharp = (
-        sample_batch([pair_set.load(i, images) for i in sample_indices], train_cfg.sample_size, multiple).to(accelerator.device)
-        for images in (blurred_images, sharp_images)
+        sample_batch(list(side), train_cfg.sample_size, multiple).to(accelerator.device) for side in zip(*sample_pairs)
     )
 
     def sample_rows(deblur) -> list[torch.Tensor]:
         return [sample_blurred, deblur(sample_blurred), sample_sharp]
 
     batches = session.batches(loader, sampler)
-    with session.progress:
+    with session:
         while session.step < train_cfg.max_steps:
             blurred, sharp = session.windows(*next(batches))
             pretraining = session.step < train_cfg.pretrain_steps

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +25,16 @@ from torch.utils.data import DataLoader
 from ..config import Config, config_to_dict, save_config
 from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
-from ..errors import ConfigError, TrainingDiverged, UserError
-from .checkpoints import list_checkpoints, resolve_resume, save_checkpoint
+from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError
+from .checkpoints import list_checkpoints, remove_leftovers, resolve_resume, save_checkpoint
+from .loop_state import Stateful, load_loop_state, save_loop_state
 from .model_card import write_generator
 from .progress import TrainingProgress
 from .tracking import build_trackers
+
+
+# Steps between checks for non-finite losses when no log step comes sooner: each check waits for the device once.
+DIVERGENCE_CHECK_EVERY = 10
 
 
 class TrainState:
@@ -35,11 +43,28 @@ class TrainState:
     def __init__(self):
         self.step = 0
 
-    def state_dict(self) -> dict:
-        return {"step": self.step}
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"step": torch.tensor(self.step)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.step = int(state["step"])
+
+
+class SkippedFiles:
+    """How many unusable images this process's data streams have passed over (see `CropDataset`), counted on the
+    device (no wait for the host) and checkpointed, so the logged total runs on across a resume."""
+
+    def __init__(self):
+        self.count = torch.zeros((), dtype=torch.long)
+
+    def add(self, skipped: torch.Tensor) -> None:
+        self.count = self.count.to(skipped.device) + skipped.sum()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.count = state["count"]
 
 
 def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
@@ -86,14 +111,22 @@ class TrainingSession:
         self.accelerator = build_accelerator(config, self.run_dir)
         self.state = TrainState()
         if self.accelerator.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_config(config, self.run_dir / "config.yaml")
+            except OSError as error:
+                raise UserError(f"output_dir={config.output_dir!r} cannot be written: {error}") from None
+            remove_leftovers(self.run_dir)
         set_seed(config.train.seed)  # network initialisation
         self.progress: TrainingProgress | None = None
         self._running: dict[str, tuple[torch.Tensor, int]] = {}  # term -> (sum, count) since the last log
+        self.skipped_files = SkippedFiles()
         self._window_generator, self._window_step = torch.Generator(), None
         self._averaged: AveragedModel | None = None
         self._averaged_source: torch.nn.Module | None = None
+        self._process_state: dict[str, Stateful] = {}
+        self._signal: signal.Signals | None = None
+        self._previous_handlers: dict[int, object] = {}
 
     @property
     def step(self) -> int:
@@ -148,8 +181,12 @@ class TrainingSession:
         return loader, sampler
 
     def batches(self, loader: DataLoader, sampler: EpochSampler) -> Iterator:
-        """The prepared `loader`'s batches from where the run stands (a resumed run skips what it has seen)."""
-        return endless_batches(self.accelerator, loader, sampler, self.step * self.config.train.grad_accum_steps)
+        """The prepared `loader`'s batches of crops from where the run stands (a resumed run skips what it has seen).
+        The count of unusable images each item passed over (see `CropDataset`) goes to `skipped_files`, for the log."""
+        start = self.step * self.config.train.grad_accum_steps
+        for crops, skipped in endless_batches(self.accelerator, loader, sampler, start):
+            self.skipped_files.add(skipped)
+            yield crops
 
     def windows(self, *batches: torch.Tensor) -> list[torch.Tensor]:
         """`batches` cut to this step's crop size (progressive resolution), the same window in each of them."""
@@ -172,12 +209,18 @@ class TrainingSession:
         self._averaged = AveragedModel(self._averaged_source, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         return self._averaged
 
-    def start(self, *stateful: object) -> None:
-        """Checkpoint the step counter and `stateful` objects (None entries skipped), resume them, start logging."""
+    def start(self, **process_state: Stateful) -> None:
+        """Resume (when asked) the prepared objects, the step, the weight average and `process_state` (what each
+        process holds alone, such as its image pools), which every checkpoint saves from now on; start logging."""
         accelerator = self.accelerator
-        accelerator.register_for_checkpointing(self.state, *(item for item in stateful if item is not None))
+        self._process_state = {**process_state, "skipped_files": self.skipped_files}
         if self.resume_from is not None:
-            accelerator.load_state(str(self.resume_from))
+            try:
+                accelerator.load_state(str(self.resume_from))
+            except (pickle.UnpicklingError, RuntimeError, OSError, KeyError, ValueError) as error:
+                # weights_only unpickling refuses anything but tensors and plain containers: no code runs.
+                raise UserError(f"cannot resume from {self.resume_from}: {str(error).splitlines()[0]}") from None
+            load_loop_state(self.resume_from, self._shared_state(), self._process_state, accelerator.process_index)
             accelerator.print(f"resumed from {self.resume_from} at step {self.step}")
         accelerator.init_trackers("cycledeblur", config=flat_hparams(self.config))
         train = self.config.train
@@ -208,10 +251,11 @@ class TrainingSession:
         for scheduler in schedulers:
             scheduler.step()
         if step % train.log_every == 0 or last:
-            means = {name: total / count for name, (total, count) in self._running.items()}
-            means = {f"loss/{name}": value.item() for name, value in accelerator.reduce(means, reduction="mean").items()}
+            means = self._running_means()
             self._stop_if_diverged(means)
             means["lr/generator"] = schedulers[0].get_last_lr()[0]
+            skipped_files = self.skipped_files.count.to(accelerator.device)
+            means["data/skipped_files"] = accelerator.reduce(skipped_files, reduction="sum").item()
             now = time.perf_counter()  # after the loss read-out above, which waits for the device
             steps = step - self._last_log_step
             means["perf/steps_per_second"] = steps / (now - self._last_log_time)
@@ -220,11 +264,68 @@ class TrainingSession:
             accelerator.log(means, step=step)
             self.progress.show_losses(means)
             self._running = {}
+        elif step % DIVERGENCE_CHECK_EVERY == 0:  # between log steps too: a NaN must not wait for the next log
+            self._stop_if_diverged(self._running_means())
         if accelerator.is_main_process and (step % train.sample_every == 0 or last):
             save_samples(self.run_dir / "samples" / f"step_{step:07d}.png")
-        if step % train.checkpoint_every == 0 or last:
-            save_checkpoint(accelerator, self.run_dir, step, train.keep_checkpoints, checkpointed)
+        checkpoint_due = step % train.checkpoint_every == 0 or last
+        stopping = not last and self._stop_requested(logged_now=step % train.log_every == 0)
+        if checkpoint_due or stopping:
+            saved = save_checkpoint(accelerator, self.run_dir, step, train.keep_checkpoints, checkpointed, self._save_loop_state)
         self.progress.advance(step)
+        if stopping:
+            raise TrainingInterrupted(
+                f"stopped by {self._signal.name} after step {step}; checkpoint saved to {saved}: continue with --resume",
+                self._signal,
+            )
+
+    def __enter__(self) -> TrainingSession:
+        """Show the progress bar, and make SIGINT (Ctrl-C) and SIGTERM (a cluster's pre-emption) end the run after
+        the current step with a checkpoint. A second signal acts at once, as without this."""
+        self.progress.__enter__()
+        self._previous_handlers = {}
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signal_number] = signal.signal(signal_number, self._on_signal)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self._restore_signal_handlers()
+        self.progress.__exit__(*exception)
+
+    def _on_signal(self, signal_number: int, frame: object) -> None:
+        self._signal = signal.Signals(signal_number)
+        self._restore_signal_handlers()
+
+    def _restore_signal_handlers(self) -> None:
+        for signal_number, handler in self._previous_handlers.items():
+            signal.signal(signal_number, handler)
+        self._previous_handlers = {}
+
+    def _stop_requested(self, logged_now: bool) -> bool:
+        """Whether a signal asks to stop after this step. Every process must stop at the same step (checkpointing
+        is collective), so several processes agree on it when they exchange their losses anyway, at log steps;
+        a single process stops at once."""
+        if self.accelerator.num_processes == 1:
+            return self._signal is not None
+        if not logged_now:
+            return False
+        votes = torch.tensor([float(self._signal is not None)], device=self.accelerator.device)
+        if self.accelerator.reduce(votes, reduction="sum").item() == 0:
+            return False
+        self._signal = self._signal or signal.SIGTERM  # a process the signal missed stops with the others
+        return True
+
+    def _shared_state(self) -> dict[str, Stateful]:
+        return {"train": self.state} | ({"weight_average": self._averaged} if self._averaged is not None else {})
+
+    def _save_loop_state(self, folder: Path) -> None:
+        save_loop_state(folder, self._shared_state(), self._process_state, self.accelerator.process_index)
+
+    def _running_means(self) -> dict[str, float]:
+        """The mean of each loss term since the last log step, over the steps and the processes (a host sync)."""
+        means = {name: total / count for name, (total, count) in self._running.items()}
+        return {f"loss/{name}": value.item() for name, value in self.accelerator.reduce(means, reduction="mean").items()}
 
     def _stop_if_diverged(self, means: dict[str, float]) -> None:
         broken = [name for name, value in means.items() if not math.isfinite(value)]
