@@ -16,7 +16,7 @@ from accelerate.data_loader import prepare_data_loader
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-from cycledeblur.errors import TrainingInterrupted, UserError
+from cycledeblur.errors import TrainingDiverged, TrainingInterrupted, UserError
 from cycledeblur.models import ResnetGenerator, load_generator
 from cycledeblur.training import train
 from cycledeblur.training import loop_state as loop_state_module
@@ -208,3 +208,13 @@ def test_two_processes_get_disjoint_data_and_resume_mid_epoch_where_they_were(ti
         assert len(per_rank[0]) == len(per_rank[1]) == 4 and not per_rank[0] & per_rank[1], epoch
     for rank in (0, 1):
         assert stream(rank, start=3) == ranks[rank][3 * 2 :]  # resumed after 3 batches, mid-epoch 1
+
+
+def test_a_nan_is_caught_within_ten_steps_between_sparse_log_steps(tiny_config, tmp_path):
+    """Logging every 1000 steps, the losses are still checked every 10 steps (one host sync each), so a blown-up run
+    stops at step 10 naming a loss term, not at its next log step."""
+    config = tiny_config("train.max_steps=40", "train.log_every=1000", "train.checkpoint_every=1000",
+                         "train.lr_g=1e4", "train.lr_d=1e4", "model.generator.residual_output=false",
+                         "model.generator.norm=none")  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"training diverged by step 10: loss/\w+ is (nan|inf)"):
+        train(config)
