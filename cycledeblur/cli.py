@@ -8,6 +8,7 @@ stopped by SIGINT / SIGTERM after writing a checkpoint, 1 anything else.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .errors import ImageFileError, TrainingInterrupted, UserError
 
 err_console = Console(stderr=True)
 EXIT_INPUTS_FAILED = 3
+# Errors of the storage, not of the program: a full disk or quota, a read-only or forbidden folder.
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        # Samples, logs, the delivered generator...: checkpoints say so themselves, and keep the earlier ones.
+        print_error(f"cannot write {error.filename or 'a file'}: {error.strerror}")
+        return 2
     return exit_code
 
 

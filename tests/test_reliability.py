@@ -2,6 +2,7 @@
 full disk or an unwritable folder; a resumed run ends with the weights of an uninterrupted one, bit for bit.
 Nothing from a checkpoint or model folder is unpickled into code, no token is written, and processes share no data."""
 
+import errno
 import itertools
 import os
 import pickle
@@ -218,3 +219,21 @@ def test_a_nan_is_caught_within_ten_steps_between_sparse_log_steps(tiny_config, 
                          "model.generator.norm=none")  # fmt: skip
     with pytest.raises(TrainingDiverged, match=r"training diverged by step 10: loss/\w+ is (nan|inf)"):
         train(config)
+
+
+def test_a_full_disk_outside_checkpoints_is_one_line_too(unpaired, tmp_path, capsys, monkeypatch):
+    """A sample grid that cannot be written (the disk filled up): the command ends in one line naming the file."""
+    from cycledeblur.cli import main
+    from cycledeblur.training import samples
+
+    def disk_full(tensor, path, **options):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(samples, "save_image", disk_full)
+    run = tmp_path / "run"
+    arguments = ["train", "--config", str(ROOT / "configs" / "default.yaml"), f"data.blur={unpaired / 'blur'}",
+                 f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}", *TINY_OVERRIDES, "train.max_steps=2"]  # fmt: skip
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: cannot write") and "step_0000002.png: No space left on device" in error
+    assert len(error.splitlines()) == 1, error
