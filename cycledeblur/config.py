@@ -95,6 +95,10 @@ class ModelConfig:
     """The sharp -> blurred generator; None means the same family and options as `generator`.
     `kernel` (a predicted blur kernel, convolved) makes the cycle physically well posed."""
     discriminator: NetworkConfig = field(default_factory=_default_discriminator)
+    init_from: str = ""
+    """Fine-tuning: start from a released model: a run folder, a folder made by `cycledeblur push`, or its Hub id.
+    The deblurring generator (and the partner networks the source has) start from its weights; the families and
+    options must match the source's, the image channels may differ (3 -> 1 for CT/MR, 3 -> 4 for RGB + NIR)."""
 
 
 @dataclass
@@ -121,6 +125,10 @@ class LossConfig:
     """Scale (pixels) of the low-pass filter under which the color loss compares output and input."""
     color_space: Literal["rgb", "lab"] = "rgb"
     """Where the color loss compares: RGB, or CIELAB (3-channel data only), where distance follows visibility."""
+    ssim: float = 0.0
+    """Weight of the structural dissimilarity (1 - SSIM, 11 px Gaussian window) wherever an image must come back:
+    the cycle (both directions) in unpaired training, the sharp twin in paired training. Medical users weight
+    structure: SSIM compares local means, contrasts and correlations rather than single pixels."""
     paired_l1: float = 100.0
     """Weight of the L1 distance between a deblurred photo and its sharp twin: the content loss of
     `train.mode: paired` (pix2pix's 100, against 1 for `adv_deblur`), and the pull of `data.paired_blur` pairs."""
@@ -167,6 +175,10 @@ class TrainConfig:
     `instance_noise_steps` steps (0: over the whole run). Blurs the line between real and generated early on,
     when a judge that wins outright leaves the generators no gradient."""
     instance_noise_steps: int = 0
+    freeze: list[str] = field(default_factory=list)
+    """Fine-tuning: parts of the deblurring generator (parameter name prefixes, e.g. [encoder]) held at their
+    starting weights for the first `freeze_steps` steps, while the rest adapts to the new domain."""
+    freeze_steps: int = 0
     ema_decay: float = 0.0
     """Keep an exponential moving average of the deblurring generator's weights with this decay (0: off; 0.999 is
     typical). The average is what samples show and what the run delivers: it smooths out the GAN's oscillation."""
@@ -177,6 +189,7 @@ class TrainConfig:
             "pretrain_steps": self.pretrain_steps >= 0,
             "instance_noise": self.instance_noise >= 0,
             "instance_noise_steps": self.instance_noise_steps >= 0,
+            "freeze_steps": self.freeze_steps >= 0,
             "ema_decay": 0 <= self.ema_decay < 1,
         }
         for key, valid in bounds.items():
@@ -207,6 +220,11 @@ class Config:
             raise ConfigError("train.pretrain_steps needs train.mode=paired (its content loss is the L1 to the pairs)")
         if self.loss.color_space == "lab" and self.data.channels != 3:
             raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {self.data.channels}")
+        if self.train.freeze and self.train.freeze_steps and not self.model.init_from:
+            raise ConfigError(
+                "train.freeze holds parts of the generator at their starting weights, which are random without "
+                "model.init_from: set it to the released model to fine-tune (or train.freeze_steps=0)"
+            )
 
 
 # Set from `data.channels` by the training code, so a user never has to keep them in sync by hand.
@@ -305,6 +323,11 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
             raise ConfigError(f"{key} must be a list of {len(item_types)} values, got {value!r}")
         return tuple(_convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_convert(item_type, item, f"{key}[{index}]") for index, item in enumerate(value)]
     if origin is dict:
         key_type, value_type = typing.get_args(expected)
         if not isinstance(value, dict):

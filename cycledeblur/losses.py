@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.v2.functional import gaussian_blur
 
 
@@ -88,3 +89,8 @@ def color_consistency(output: torch.Tensor, reference: torch.Tensor, sigma: floa
         output, reference = rgb_to_lab(output), rgb_to_lab(reference)
     kernel_size = 2 * math.ceil(3 * sigma) + 1
     return F.l1_loss(gaussian_blur(output, [kernel_size] * 2, [sigma] * 2), gaussian_blur(reference, [kernel_size] * 2, [sigma] * 2))
+
+
+def structural_dissimilarity(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM of two N x C x H x W batches in [-1, 1] (torchmetrics' differentiable SSIM, 11 px Gaussian window)."""
+    return 1 - structural_similarity_index_measure(image.float(), reference.float(), data_range=2.0)

@@ -16,7 +16,13 @@ import torch.nn.functional as F
 
 from ..config import Config, LossConfig
 from ..data import CropDataset, PairedCropDataset, load_image_source, load_pairs
-from ..losses import color_consistency, discriminator_adversarial_loss, generator_adversarial_loss, total_variation
+from ..losses import (
+    color_consistency,
+    discriminator_adversarial_loss,
+    generator_adversarial_loss,
+    structural_dissimilarity,
+    total_variation,
+)
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
 from .image_pool import ImagePool
@@ -56,6 +62,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     reblur = build_generator(reblur_spec.name, **channels, **reblur_spec.options)
     judge_sharp = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
     judge_blurred = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
+    session.start_networks(deblur=deblur, reblur=reblur, judge_sharp=judge_sharp, judge_blurred=judge_blurred)
     session.check_crop_sizes(deblur, judge_sharp, data_cfg.channels)
     session.to_memory_format(deblur, reblur, judge_sharp, judge_blurred)
     optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg)
@@ -105,6 +112,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                     )
                     loss_g = sum(weights[name] * value for name, value in terms.items())
                     accelerator.backward(loss_g)
+                    session.hold_frozen()
                     optimizer_g.step()
                     optimizer_g.zero_grad(set_to_none=True)
                 else:  # an extra judge update: fresh fakes, no generator loss
@@ -154,11 +162,16 @@ def generator_terms(
             ),
         }
     if loss_cfg.cycle_trains_reblur:
-        terms["cycle"] = F.l1_loss(reblur(fake_sharp), blurred) + F.l1_loss(deblur(fake_blurred), sharp)
+        blurred_again, sharp_again = reblur(fake_sharp), deblur(fake_blurred)
+        terms["cycle"] = F.l1_loss(blurred_again, blurred) + F.l1_loss(sharp_again, sharp)
     else:
         with frozen(unwrapped["reblur"]) as fixed_reblur:
-            terms["cycle"] = F.l1_loss(fixed_reblur(fake_sharp), blurred) + F.l1_loss(deblur(fake_blurred.detach()), sharp)
+            blurred_again, sharp_again = fixed_reblur(fake_sharp), deblur(fake_blurred.detach())
+            terms["cycle"] = F.l1_loss(blurred_again, blurred) + F.l1_loss(sharp_again, sharp)
     weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle": loss_cfg.cycle}
+    if loss_cfg.ssim > 0:
+        terms["ssim"] = structural_dissimilarity(blurred_again, blurred) + structural_dissimilarity(sharp_again, sharp)
+        weights["ssim"] = loss_cfg.ssim
     if loss_cfg.identity_deblur > 0:
         terms["identity_deblur"] = F.l1_loss(deblur(sharp), sharp)
         weights["identity_deblur"] = loss_cfg.identity_deblur * loss_cfg.cycle

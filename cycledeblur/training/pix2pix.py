@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data import PairedCropDataset, load_pairs
-from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, total_variation
+from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, structural_dissimilarity, total_variation
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
 from .optim import adam, linear_decay
@@ -41,6 +41,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     deblur = build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options)
     # Conditional: the judge sees the blurred photo and a candidate stacked along the channels.
     judge = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
+    session.start_networks(deblur=deblur, judge=judge)
     session.check_crop_sizes(deblur, judge, 2 * channels)
     session.to_memory_format(deblur, judge)
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
@@ -78,6 +79,8 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     fake_sharp = deblur(blurred)
                     terms = {"paired_l1": F.l1_loss(fake_sharp, sharp)}
                     weights = {"paired_l1": loss_cfg.paired_l1}
+                    if loss_cfg.ssim > 0:
+                        terms["ssim"], weights["ssim"] = structural_dissimilarity(fake_sharp, sharp), loss_cfg.ssim
                     if not pretraining:
                         with frozen(unwrapped_judge) as fixed_judge:
                             candidate = with_instance_noise(torch.cat([blurred, fake_sharp], 1), noise)
@@ -86,6 +89,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     if loss_cfg.tv > 0:
                         terms["tv"], weights["tv"] = total_variation(fake_sharp), loss_cfg.tv
                     accelerator.backward(sum(weights[name] * value for name, value in terms.items()))
+                    session.hold_frozen()
                     optimizer_g.step()
                     optimizer_g.zero_grad(set_to_none=True)
                 else:  # an extra judge update: a fresh fake, no generator loss

@@ -27,6 +27,7 @@ from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
 from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError
 from .checkpoints import list_checkpoints, remove_leftovers, resolve_resume, save_checkpoint
+from .init_from import initial_weights, start_from
 from .loop_state import Stateful, load_loop_state, save_loop_state
 from .model_card import write_generator
 from .progress import TrainingProgress
@@ -125,6 +126,7 @@ class TrainingSession:
         self._averaged: AveragedModel | None = None
         self._averaged_source: torch.nn.Module | None = None
         self._process_state: dict[str, Stateful] = {}
+        self._frozen: list[torch.nn.Parameter] = []
         self._signal: signal.Signals | None = None
         self._previous_handlers: dict[int, object] = {}
 
@@ -198,6 +200,32 @@ class TrainingSession:
         if self.config.train.channels_last:
             windows = [window.contiguous(memory_format=torch.channels_last) for window in windows]
         return windows
+
+    def start_networks(self, **networks: torch.nn.Module) -> None:
+        """Before `prepare`: fine-tuning (`model.init_from`) loads the released weights into `networks` (by role:
+        deblur, reblur, judge_sharp, judge_blurred, judge), and `train.freeze` picks the deblurring generator's
+        parameters that `hold_frozen` keeps. A resumed run skips the loading: its checkpoint has the weights."""
+        source, channels = self.config.model.init_from, self.config.data.channels
+        if source and self.resume_from is None:
+            weights, source_channels = initial_weights(source)
+            started = [role for role in networks if role in weights]
+            for role in started:
+                start_from(networks[role], weights[role], source_channels, channels, role)
+            self.accelerator.print(f"fine-tuning from {source}: {', '.join(started)} start from its weights")
+        prefixes = self.config.train.freeze
+        named = dict(networks["deblur"].named_parameters())
+        self._frozen = [p for name, p in named.items() if any(name == x or name.startswith(x + ".") for x in prefixes)]
+        if prefixes and not self._frozen:
+            parts = sorted({name.split(".")[0] for name in named})
+            raise ConfigError(f"train.freeze={prefixes}: no parameter of the generator has these names; its parts: {parts}")
+
+    def hold_frozen(self) -> None:
+        """Before the generators' optimizer step: during the first `train.freeze_steps` steps, drop the frozen
+        parameters' gradients. Adam skips parameters without one, so their weights and optimizer state stay as
+        released (and data-parallel training, which has already reduced the gradients, is undisturbed)."""
+        if self.step < self.config.train.freeze_steps:
+            for parameter in self._frozen:
+                parameter.grad = None
 
     def weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
         """The EMA copy of `generator` (`train.ema_decay`), or None when it is off; `end_step` updates it after

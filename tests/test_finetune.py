@@ -1,0 +1,118 @@
+"""Fine-tuning: a run starts from a released model (`model.init_from`), with adapted channels and frozen parts."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from cycledeblur.errors import ConfigError, UserError
+from cycledeblur.models import ResnetGenerator
+from cycledeblur.training import train
+from cycledeblur.training.init_from import initial_weights, start_from
+from cycledeblur.training.tracking import read_metrics
+
+from .conftest import photo
+
+TINY_RESNET = {"base_channels": 4, "n_blocks": 1}
+
+
+def randomised(generator):
+    """A generator whose head is not the zero of a fresh residual network, so its output depends on every layer."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in generator.parameters():
+            parameter.normal_(0, 0.2)
+    return generator.eval()
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A 3-channel run trained for 2 steps: what a user would fine-tune from."""
+    return tmp_path_factory.mktemp("released") / "run"
+
+
+def train_released(tiny_config, released):
+    if not (released / "generator").is_dir():
+        train(tiny_config("train.max_steps=2", "train.checkpoint_every=2", f"output_dir={released}"))
+    return released
+
+
+def test_every_network_of_a_run_is_the_starting_point(tiny_config, released):
+    run = train_released(tiny_config, released)
+    weights, channels = initial_weights(str(run))
+    assert channels == 3 and sorted(weights) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    delivered = load_file(run / "generator" / "model.safetensors")
+    assert all((weights["deblur"][key] == value).all() for key, value in delivered.items())
+    saved_judge = load_file(run / "checkpoints" / "step_0000002" / "model_3.safetensors")
+    assert all((weights["judge_blurred"][key] == value).all() for key, value in saved_judge.items())
+
+
+def test_a_gray_model_from_an_rgb_one_computes_the_mean_of_its_corrections(tmp_path):
+    """Summed input kernels and averaged output kernels: on a gray image (R = G = B) the 1-channel network adds the
+    mean of the three channels' corrections of the 3-channel one."""
+    rgb = randomised(ResnetGenerator(**TINY_RESNET))
+    rgb.save_pretrained(tmp_path / "rgb")
+    gray = ResnetGenerator(in_channels=1, out_channels=1, **TINY_RESNET).eval()
+    weights, channels = initial_weights(str(tmp_path / "rgb"))
+    start_from(gray, weights["deblur"], channels, 1, "deblur")
+    image = torch.from_numpy(photo("astronaut", 32).mean(axis=2, keepdims=True).copy())
+    image = (image.permute(2, 0, 1)[None].float() / 255) * 2 - 1
+    with torch.no_grad():
+        expected = (image + rgb.head(rgb.features(image.expand(-1, 3, -1, -1))).mean(1, keepdim=True)).clamp(-1, 1)
+        torch.testing.assert_close(gray(image), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fine_tuning_gray_from_rgb_with_a_frozen_encoder(tiny_config, released, tmp_path):
+    run = train_released(tiny_config, released)
+    tuned = train(tiny_config("data.channels=1", f"model.init_from={run}", "train.freeze=[encoder]",
+                              "train.freeze_steps=2", "train.max_steps=3", "train.checkpoint_every=2", run="gray"))  # fmt: skip
+    source = load_file(run / "generator" / "model.safetensors")
+    at_two = load_file(tmp_path / "gray" / "checkpoints" / "step_0000002" / "model.safetensors")
+    at_three = load_file(tmp_path / "gray" / "checkpoints" / "step_0000003" / "model.safetensors")
+    assert at_two["encoder.0.weight"].shape[1] == 1
+    torch.testing.assert_close(at_two["encoder.0.weight"], source["encoder.0.weight"].sum(1, keepdim=True))
+    held = [key for key in at_two if key.startswith("encoder.") and key != "encoder.0.weight"]
+    assert held and all((at_two[key] == source[key]).all() for key in held)  # frozen for steps 1 and 2
+    free = [key for key in at_two if not key.startswith("encoder.") and key in source and key != "head.weight"]
+    assert free and not any((at_two[key] == source[key]).all() for key in free if at_two[key].dtype.is_floating_point)
+    assert not all((at_three[key] == at_two[key]).all() for key in held)  # and step 3 releases the encoder
+    assert ResnetGenerator.from_pretrained(tuned).in_channels == 1
+
+
+def test_a_four_band_run_starts_from_an_rgb_model(tiny_config, released, unpaired, tmp_path):
+    """RGB + a fourth band (near-infrared in satellite scenes; here the photo's luminance) from a 3-channel run."""
+    run = train_released(tiny_config, released)
+    for side in ("blur", "sharp"):
+        (tmp_path / side).mkdir()
+        for path in (unpaired / side).iterdir():
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+            band = rgb.mean(axis=2, keepdims=True).astype(np.uint8)
+            Image.fromarray(np.concatenate([rgb, band], axis=2), mode="RGBA").save(tmp_path / side / path.name)
+    tuned = train(tiny_config("data.channels=4", f"data.blur={tmp_path / 'blur'}", f"data.sharp={tmp_path / 'sharp'}",
+                              f"model.init_from={run}", "train.max_steps=2", run="bands"))  # fmt: skip
+    weights = load_file(tuned / "model.safetensors")
+    assert weights["encoder.0.weight"].shape[1] == 4 and weights["head.weight"].shape[0] == 4
+
+
+def test_fine_tuning_errors_name_the_key(tiny_config, released, tmp_path):
+    run = train_released(tiny_config, released)
+    with pytest.raises(UserError, match="model.init_from=.*nowhere: no such folder"):
+        train(tiny_config(f"model.init_from={tmp_path / 'nowhere'}", "train.max_steps=1"))
+    with pytest.raises(UserError, match="does not have this run's architecture"):
+        train(tiny_config(f"model.init_from={run}", "model.generator.n_blocks=2", "train.max_steps=1", run="other"))
+    with pytest.raises(ConfigError, match=r"train.freeze=\['encodr'\]: .*parts: \['blocks', 'decoder', 'encoder', 'head'\]"):
+        train(tiny_config(f"model.init_from={run}", "train.freeze=[encodr]", "train.freeze_steps=1", "train.max_steps=1", run="typo"))
+    with pytest.raises(ConfigError, match="train.freeze holds parts .* without model.init_from"):
+        tiny_config("train.freeze=[encoder]", "train.freeze_steps=1")
+
+
+@pytest.mark.parametrize("mode", ["unpaired", "paired"])
+def test_the_ssim_loss_trains(tiny_config, paired, mode):
+    """Unpaired: on both cycles; paired: against the sharp twin."""
+    pairs = [f"data.blur={paired / 'blur'}", f"data.sharp={paired / 'sharp'}", "train.mode=paired"] if mode == "paired" else []
+    run = train(tiny_config("loss.ssim=1.0", "train.max_steps=2", *pairs, run=mode)).parent
+    rows = read_metrics(run)
+    # Residual generators start as the identity: the first step's cycle comes back exactly (unpaired).
+    assert len(rows) == 2 and all(0 <= row["loss/ssim"] < (4 if mode == "unpaired" else 2) for row in rows)
+    assert rows[-1]["loss/ssim"] > 0
