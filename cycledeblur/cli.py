@@ -1,4 +1,4 @@
-"""The `cycledeblur` command line: train, synth, deblur, evaluate.
+"""The `cycledeblur` command line: train, synth, deblur, evaluate, push.
 
 Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 3 `deblur` / `evaluate`
 could not process some input files (one line each on stderr) but processed the others, 130 / 143 a training run
@@ -99,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--csv", type=Path, help="write the per-image scores to this CSV file")
     add_inference_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
+
+    push = commands.add_parser("push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub")
+    push.add_argument("--model", required=True, type=Path, help="run folder (config.yaml, generator/, checkpoints/)")
+    push.add_argument("--repo-id", required=True, help="Hub model repo, USER/NAME or ORG/NAME (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing one keeps its visibility)")
+    push.add_argument(
+        "--include-discriminators", action="store_true",
+        help="also the reblurring generator and the discriminators, from the run's newest checkpoint",
+    )  # fmt: skip
+    push.add_argument("--revision", help="branch to commit to, created from main if missing (default: main)")
+    push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login); never written anywhere")
+    push.add_argument("--data-card", help="the training data's card: a Markdown file (uploaded as data_card.md) or a URL")
+    push.add_argument("--license", help="the weights' licence, as a Hub licence id (default: apache-2.0)")
+    push.add_argument(
+        "--dry-run", type=Path, metavar="OUT_DIR",
+        help="write the folder that would be uploaded to OUT_DIR (new or empty) and contact nothing",
+    )  # fmt: skip
+    push.set_defaults(run=run_push)
     return parser
 
 
@@ -229,6 +247,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(report, args.csv)
     return EXIT_INPUTS_FAILED if report.failed else 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from .publish import push_run, stage_run
+    from .training.model_card import DEFAULT_LICENSE
+
+    license = args.license or DEFAULT_LICENSE
+    options = {"include_partners": args.include_discriminators, "data_card": args.data_card, "license": license}
+    if args.dry_run:
+        files = stage_run(args.model, args.dry_run, args.repo_id, **options)
+        message = f"staged {len(files)} files for {args.repo_id} in {args.dry_run} (nothing uploaded)"
+    else:
+        url = push_run(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token, **options)
+        message = f"pushed {args.model} to {url}" + (f" (branch {args.revision})" if args.revision else "")
+    Console().print(message, highlight=False, soft_wrap=True)
+    return 0
 
 
 if __name__ == "__main__":

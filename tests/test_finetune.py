@@ -116,3 +116,18 @@ def test_the_ssim_loss_trains(tiny_config, paired, mode):
     # Residual generators start as the identity: the first step's cycle comes back exactly (unpaired).
     assert len(rows) == 2 and all(0 <= row["loss/ssim"] < (4 if mode == "unpaired" else 2) for row in rows)
     assert rows[-1]["loss/ssim"] > 0
+
+
+def test_a_pushed_folder_is_a_starting_point_with_its_partners(tiny_config, released, tmp_path):
+    """What `cycledeblur push --include-discriminators` uploads is what `model.init_from` reads back (by Hub id, from
+    the cache; here the staged folder itself)."""
+    from cycledeblur.cli import main
+
+    run = train_released(tiny_config, released)
+    staged = tmp_path / "staged"
+    assert main(["push", "--model", str(run), "--repo-id", "me/deblur", "--include-discriminators", "--dry-run", str(staged)]) == 0
+    pushed, channels = initial_weights(str(staged))
+    direct, _ = initial_weights(str(run))
+    assert channels == 3 and sorted(pushed) == sorted(direct) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    for role in direct:
+        assert all((pushed[role][key] == value).all() for key, value in direct[role].items()), role

@@ -11,11 +11,17 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import TrainingDiverged, UserError
 
 _CHECKPOINT = re.compile(r"step_(\d{7,})")
 COMPLETE_MARKER = "replicas.json"  # the last file a checkpoint gets
+# The order in which each loop hands its networks to `accelerator.prepare`: the files model, model_1, ... of a checkpoint.
+NETWORK_ORDER = {"unpaired": ["deblur", "reblur", "judge_sharp", "judge_blurred"], "paired": ["deblur", "judge"]}
+# Accelerate saves the prepared networks' state dicts: their keys start with DDP's or torch.compile's wrapper.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -124,3 +130,23 @@ def resolve_resume(run_dir: Path, resume: str | bool | None) -> Path | None:
     if path.is_dir() and list_checkpoints(path):
         return list_checkpoints(path)[-1]
     raise UserError(f"--resume {resume}: not a checkpoint folder (step_NNNNNNN) nor a run folder with checkpoints")
+
+
+def network_weights(checkpoint: Path, mode: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights of each network of a `train.mode` run's checkpoint, by role, as plain (unwrapped) state dicts."""
+    files = {role: checkpoint / ("model.safetensors" if index == 0 else f"model_{index}.safetensors")
+             for index, role in enumerate(NETWORK_ORDER[mode])}  # fmt: skip
+    missing = [path.name for path in files.values() if not path.is_file()]
+    if missing:
+        raise UserError(f"{checkpoint} lacks {', '.join(missing)}: not a checkpoint of a {mode} run")
+    try:
+        return {role: unwrapped_state(load_file(path)) for role, path in files.items()}
+    except (OSError, SafetensorError) as error:
+        raise UserError(f"cannot read the checkpoint {checkpoint}: {error}") from None
+
+
+def unwrapped_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with the wrappers' key prefixes (`WRAPPER_PREFIXES`, possibly nested) removed."""
+    while state and (prefix := next((p for p in WRAPPER_PREFIXES if all(key.startswith(p) for key in state)), None)):
+        state = {key.removeprefix(prefix): value for key, value in state.items()}
+    return state

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import load_config
 from ..errors import UserError
-from .checkpoints import list_checkpoints
+from .checkpoints import list_checkpoints, network_weights
 
 # A pushed repo's subfolders, by the role of the network in the training loop.
 PUSHED_FOLDERS = {
@@ -32,8 +32,6 @@ PUSHED_FOLDERS = {
     "judge_blurred": "discriminator_blurred",
     "judge": "discriminator",
 }
-# The order in which each loop hands its networks to `accelerator.prepare`: checkpoint files model, model_1, ...
-CHECKPOINT_ORDER = {"unpaired": ["deblur", "reblur", "judge_sharp", "judge_blurred"], "paired": ["deblur", "judge"]}
 
 
 def initial_weights(source: str) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
@@ -52,12 +50,10 @@ def initial_weights(source: str) -> tuple[dict[str, dict[str, torch.Tensor]], in
 
 def _from_run(run: Path) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
     config = load_config(run / "config.yaml")
-    weights = {"deblur": _read_weights(run / "generator")}
     checkpoints = list_checkpoints(run)
-    if checkpoints:  # the partners: the delivered generator may be the weight average, so it comes from generator/
-        roles = CHECKPOINT_ORDER[config.train.mode]
-        files = [checkpoints[-1] / f"model_{index}.safetensors" for index in range(1, len(roles))]  # model: deblur
-        weights |= {role: load_file(path) for role, path in zip(roles[1:], files) if path.is_file()}
+    weights = network_weights(checkpoints[-1], config.train.mode) if checkpoints else {}
+    # The delivered generator (the weight average, when the run kept one) rather than the checkpoint's raw one.
+    weights["deblur"] = _read_weights(run / "generator")
     return weights, config.data.channels
 
 
