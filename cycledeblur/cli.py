@@ -211,15 +211,16 @@ def deblur_jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
     """(input, output) for each image named or found in a folder of `inputs`: the output at the input's path
     relative to the folder given (or its name, for a file) under `out`. Checked before the model loads."""
     from .data import list_images
+    from .image_files import output_name
 
     sources_by_target: dict[Path, Path] = {}
     for item in inputs:
         if item.is_dir():
-            found = [(path, out / path.relative_to(item)) for path in list_images(item)]
+            found = [(path, out / output_name(path.relative_to(item))) for path in list_images(item)]
             if not found:
-                raise UserError(f"input folder {item} contains no images (looked for png, jpg, tif, bmp, webp)")
+                raise UserError(f"input folder {item} contains no images (looked for png, jpg, tif, bmp, webp, dcm)")
         elif item.is_file():
-            found = [(item, out / item.name)]
+            found = [(item, out / output_name(Path(item.name)))]
         else:
             raise UserError(f"input not found: {item}")
         for source, target in found:

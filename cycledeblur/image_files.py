@@ -19,7 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageFileError, UserError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm")
+# Formats read but not written: an image made from one (deblurred, blurred) is written as PNG, which keeps 16 bits.
+_WRITTEN_AS = {".dcm": ".png"}
 # Every reader here refuses images of more pixels than Pillow's `Image.MAX_IMAGE_PIXELS` (89.5 megapixels by
 # default): a small file can claim a size that takes gigabytes to decode (a decompression bomb). This environment
 # variable sets that limit (a number of pixels; 0: none) for large scenes from a trusted source, such as satellites.
@@ -50,6 +52,12 @@ def check_pixel_count(width: int, height: int) -> None:
         raise ValueError(
             f"{width}x{height} is more than {limit} pixels, the limit against decompression bombs ({_RAISE_THE_LIMIT})"
         )
+
+
+def output_name(name: Path) -> Path:
+    """The name of an image made from the file `name` (deblurred, blurred): the same, except that a format this
+    package reads but does not write (DICOM) becomes PNG, which keeps its 16 bits."""
+    return name.with_suffix(_WRITTEN_AS.get(name.suffix.lower(), name.suffix))
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -101,6 +109,8 @@ def _quiet_tifffile() -> Iterator[None]:
 _PIL_MODE_FOR_PIXELS = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A DICOM file (Part 10) has a 128-byte preamble, then "DICM"; files without it are recognized by their .dcm suffix.
+_DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
 # pypng modes for the 16-bit PNGs Pillow cannot write (it writes 16-bit only for grayscale), by channel count.
 _PYPNG_16_BIT_MODES = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 
@@ -109,9 +119,9 @@ def read_pixels(source: str | Path | bytes, name: str | None = None) -> np.ndarr
     """An image's pixels at their stored depth (uint8, uint16, float32, or bool for 1-bit TIFF), as an H x W x C
     array, upright.
 
-    Pillow decodes 16-bit only for grayscale, so TIFF (any depth, any number of bands) goes through tifffile and
-    16-bit gray+alpha or color PNG through pypng; everything else through Pillow. Each refuses images over the pixel
-    limit before decoding them.
+    Pillow decodes 16-bit only for grayscale, so TIFF (any depth, any number of bands) goes through tifffile,
+    16-bit gray+alpha or color PNG through pypng and DICOM through pydicom (see `_dicom_pixels`); everything else
+    through Pillow. Each refuses images over the pixel limit before decoding them.
     """
     name = name or str(source)
     if isinstance(source, bytes):
@@ -125,13 +135,19 @@ def read_pixels(source: str | Path | bytes, name: str | None = None) -> np.ndarr
             raise ImageFileError(f"cannot read image {name}: {error.strerror or error}") from None
     if not data:
         raise ImageFileError(f"cannot read image {name}: the file is empty")
-    is_tiff = data[:4] in _TIFF_MAGIC
+    # DICOM first: its 128-byte preamble may hold a TIFF header (dual-format files), which describes other pixels.
+    if _is_dicom(data, name):
+        _require_pydicom(name)
+        decode = _dicom_pixels
+    elif data[:4] in _TIFF_MAGIC:
+        decode = _tiff_pixels
     # The PNG header's bit depth (byte 24) and color type (byte 25: 2 RGB, 4 gray+alpha, 6 RGBA).
-    is_multichannel_png16 = data[:8] == _PNG_MAGIC and len(data) > 25 and data[24] == 16 and data[25] in (2, 4, 6)
-    if not (is_tiff or is_multichannel_png16):
+    elif data[:8] == _PNG_MAGIC and len(data) > 25 and data[24] == 16 and data[25] in (2, 4, 6):
+        decode = _png16_pixels
+    else:
         return _pil_pixels(open_image(data, name))
     try:
-        pixels = _tiff_pixels(data) if is_tiff else _png16_pixels(data)
+        pixels = decode(data)
         if pixels.ndim not in (2, 3) or pixels.size == 0:
             raise ValueError(f"no 2-D image in it (decoded shape {pixels.shape})")
     except Exception as error:  # noqa: BLE001  (as in open_image: each failure is one bad file)
@@ -158,13 +174,85 @@ def _png16_pixels(data: bytes) -> np.ndarray:
     return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
 
 
+def _is_dicom(head: bytes, name: str) -> bool:
+    """Whether a file whose first bytes are `head` (at least 132 of them, when the file has them) is DICOM."""
+    magic_at = _DICOM_MAGIC_OFFSET
+    return head[magic_at : magic_at + len(_DICOM_MAGIC)] == _DICOM_MAGIC or Path(name).suffix.lower() == ".dcm"
+
+
+def _require_pydicom(name: str) -> None:
+    try:
+        import pydicom  # noqa: F401
+    except ImportError:
+        raise ImageFileError(
+            f"cannot read image {name}: a DICOM file, which needs pydicom: pip install 'cycledeblur[medical]'"
+        ) from None
+
+
+def _dicom_pixels(data: bytes) -> np.ndarray:
+    """A single-frame DICOM image as displayed: grayscale at 16 bits, color as stored (8 or 16-bit RGB).
+
+    Grayscale goes through the modality transform (RescaleSlope / RescaleIntercept, or a Modality LUT: to Hounsfield
+    units for CT), then the file's first intensity window (WindowCenter / WindowWidth, DICOM's linear function), or,
+    without one, the full range of the values; MONOCHROME1 (where low values are bright) is inverted. VOI LUT
+    sequences and the sigmoid window function are not applied: the linear window (or the full range) is used instead.
+    Multi-frame files are refused: `deblur` writes one image per file, and dropping frames silently would lose data.
+    """
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+    with warnings.catch_warnings():  # pydicom warns about every non-conformant element; the pixels are what matters
+        warnings.simplefilter("ignore")
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        if "PixelData" not in dataset:
+            raise ValueError("a DICOM file without pixel data (not an image)")
+        check_pixel_count(int(dataset.Columns), int(dataset.Rows))
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        if frames > 1:
+            raise ValueError(f"a multi-frame DICOM ({frames} frames); save each frame as its own file first")
+        try:
+            pixels = dataset.pixel_array
+        except (RuntimeError, NotImplementedError) as error:  # a compressed transfer syntax without its decoder
+            first, *plugins = str(error).splitlines()
+            raise ValueError(f"{first} ({'; '.join(p.strip() for p in plugins)})" if plugins else first) from None
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        return apply_color_lut(pixels, dataset)
+    if pixels.ndim == 3:  # RGB (pydicom converts YBR to RGB)
+        return pixels
+    values = apply_modality_lut(pixels, dataset).astype(np.float64)
+    center, width = _dicom_window(dataset, values)
+    # DICOM's linear window (PS3.3 C.11.2.1.2.1), to [0, 1].
+    shown = np.clip((values - (center - 0.5)) / max(width - 1, 1e-6) + 0.5, 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        shown = 1.0 - shown
+    return np.round(shown * 65535).astype(np.uint16)
+
+
+def _dicom_window(dataset, values: np.ndarray) -> tuple[float, float]:
+    """The file's first (WindowCenter, WindowWidth), or the window that spans exactly the range of `values`."""
+    from pydicom.multival import MultiValue
+
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is not None and width is not None:
+        # Several windows (e.g. "lung", "bone") are stored as multi-valued elements; the first is the default one.
+        center, width = (float(v[0] if isinstance(v, MultiValue) else v) for v in (center, width))
+        if width >= 1:
+            return center, width
+    low, high = float(values.min()), float(values.max())
+    # The linear window maps center - 0.5 -/+ (width - 1) / 2 to 0 / 1: these put low at 0 and high at 1.
+    return (low + high) / 2 + 0.5, max(high - low, 0.0) + 1.0
+
+
 def read_icc_profile(path: str | Path) -> bytes | None:
     """The ICC color profile embedded in an image file, or None; only the header is read, no pixels decoded."""
     try:
         with Path(path).open("rb") as file:
-            is_tiff = file.read(4) in _TIFF_MAGIC
+            head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
+            if _is_dicom(head, str(path)):
+                return None  # windowed grayscale, or RGB as stored: no profile travels with the pixels read
             file.seek(0)
-            return _tiff_icc_profile(file) if is_tiff else _pil_icc_profile(file)
+            return _tiff_icc_profile(file) if head[:4] in _TIFF_MAGIC else _pil_icc_profile(file)
     except FileNotFoundError:
         raise ImageFileError(f"image not found: {path}") from None
     # As in read_pixels: a corrupt header makes the parsers fail in many ways, each one bad file.
@@ -204,6 +292,8 @@ def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | N
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in _WRITTEN_AS:
+        raise ImageFileError(f"cannot write image {path}: {suffix} files are read, not written; name it .png")
     if suffix in (".tif", ".tiff"):
         write = _write_tiff
     elif suffix == ".png" and pixels.dtype == np.uint16 and pixels.shape[2] in _PYPNG_16_BIT_MODES:

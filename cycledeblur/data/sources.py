@@ -43,8 +43,15 @@ def load_image_source(source: str, *, split: str = "train", image_column: str = 
 def _load_folder(path: Path, split: str, key: str) -> datasets.Dataset:
     if not path.is_dir():
         raise UserError(f"{key}={str(path)!r} is a file; give a folder of images")
-    if not list_images(path):
-        raise UserError(f"{key}={str(path)!r} contains no images (looked for png, jpg, tif, bmp, webp)")
+    images = list_images(path)
+    if not images:
+        raise UserError(f"{key}={str(path)!r} contains no images (looked for png, jpg, tif, bmp, webp, dcm)")
+    dicom = [image for image in images if image.suffix.lower() == ".dcm"]
+    if dicom:  # the `imagefolder` builder would skip them, silently or with an error about an empty split
+        raise UserError(
+            f"{key}={str(path)!r} holds DICOM files (e.g. {dicom[0].name}), which training does not read: convert "
+            f"them to 16-bit PNG with `python -m cycledeblur.domain_examples dicom {path} OUT` and train on OUT"
+        )
     splits = datasets.load_dataset("imagefolder", data_dir=str(path))
     # A plain folder of images is one "train" split; a folder with train/ and test/ subfolders has several.
     if split in splits:

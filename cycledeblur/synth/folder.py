@@ -8,7 +8,7 @@ import numpy as np
 from rich.progress import track
 
 from ..errors import UserError
-from ..image_files import IMAGE_EXTENSIONS, list_images, read_icc_profile, read_pixels, write_pixels
+from ..image_files import IMAGE_EXTENSIONS, list_images, output_name, read_icc_profile, read_pixels, write_pixels
 from .degrade import check_degradation, degrade
 
 # JPEG inputs are written as PNG so that the only JPEG artefacts are the ones asked for.
@@ -105,7 +105,7 @@ def _output_names(sharp_dir: Path, sources: list[Path]) -> list[Path]:
         if stem in owners:
             raise UserError(f"{owners[stem]} and {source} would get the same output name; rename one")
         owners[stem] = source
-        names.append(name.with_suffix(_REENCODED_SUFFIXES.get(name.suffix.lower(), name.suffix)))
+        names.append(output_name(name.with_suffix(_REENCODED_SUFFIXES.get(name.suffix.lower(), name.suffix))))
     return names
 
 
