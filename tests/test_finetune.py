@@ -133,6 +133,17 @@ def test_a_pushed_folder_is_a_starting_point_with_its_partners(tiny_config, rele
         assert all((pushed[role][key] == value).all() for key, value in direct[role].items()), role
 
 
+def fine_tune(config_name: str, released_run, data, tuned):
+    """`cycledeblur train --config configs/CONFIG_NAME` from the released run on DATA/{blur,sharp}, tiny and short."""
+    from cycledeblur.cli import main
+
+    arguments = ["train", "--config", str(ROOT / "configs" / config_name), f"model.init_from={released_run}",
+                 f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}", f"output_dir={tuned}", *TINY_OVERRIDES,
+                 "train.max_steps=2", "train.freeze_steps=1"]  # fmt: skip
+    assert main(arguments) == 0
+    return tuned
+
+
 def test_fine_tuning_on_real_dicom_slices_keeps_16_bit_gray(released, tiny_config, tmp_path):
     """The released RGB run, fine-tuned with configs/finetune-medical.yaml on CT/MR slices from pydicom's samples
     (16-bit, windowed), then a DICOM file deblurred: a 16-bit grayscale PNG."""
@@ -145,11 +156,7 @@ def test_fine_tuning_on_real_dicom_slices_keeps_16_bit_gray(released, tiny_confi
     small = {stem: MEDICAL_SLICES[stem] for stem in ("ct_small", "mr_small", "ct_693", "mr2")}
     write_medical_examples(tmp_path / "slices", small)
     synthesize_folder(tmp_path / "slices", tmp_path / "scans", kind="gaussian", seed=0, progress=False)
-    tuned = tmp_path / "tuned"
-    arguments = ["train", "--config", str(ROOT / "configs" / "finetune-medical.yaml"), f"model.init_from={run}",
-                 f"data.blur={tmp_path / 'scans' / 'blur'}", f"data.sharp={tmp_path / 'scans' / 'sharp'}",
-                 f"output_dir={tuned}", *TINY_OVERRIDES, "train.max_steps=2", "train.freeze_steps=1"]  # fmt: skip
-    assert main(arguments) == 0
+    tuned = fine_tune("finetune-medical.yaml", run, tmp_path / "scans", tmp_path / "tuned")
     assert main(["deblur", str(dicom_sample("CT_small.dcm")), "--model", str(tuned), "--out", str(tmp_path / "out")]) == 0
     deblurred = read_pixels(tmp_path / "out" / "CT_small.png")
     assert deblurred.dtype == np.uint16 and deblurred.shape == (128, 128, 1)
@@ -168,11 +175,7 @@ def test_fine_tuning_on_aerial_tiles_then_a_scene_deblurred_in_tiles(released, t
     run = train_released(tiny_config, released)
     write_aerial_examples(tmp_path / "tiles", tile_size=128)
     synthesize_folder(tmp_path / "tiles", tmp_path / "aerial", kind="motion", seed=0, progress=False)
-    tuned = tmp_path / "tuned"
-    arguments = ["train", "--config", str(ROOT / "configs" / "finetune-satellite.yaml"), f"model.init_from={run}",
-                 f"data.blur={tmp_path / 'aerial' / 'blur'}", f"data.sharp={tmp_path / 'aerial' / 'sharp'}",
-                 f"output_dir={tuned}", *TINY_OVERRIDES, "train.max_steps=2", "train.freeze_steps=1"]  # fmt: skip
-    assert main(arguments) == 0
+    tuned = fine_tune("finetune-satellite.yaml", run, tmp_path / "aerial", tmp_path / "tuned")
     assert load_file(tuned / "generator" / "model.safetensors")["encoder.0.weight"].shape[1] == 4
     scene = tmp_path / "scene.tif"
     write_pixels(pywt.data.aero().astype(np.uint16)[:, :, None] * 257, scene)
