@@ -182,3 +182,24 @@ def test_fine_tuning_on_aerial_tiles_then_a_scene_deblurred_in_tiles(released, t
     assert main(["deblur", str(scene), "--model", str(tuned), "--out", str(tmp_path / "out"), "--tile", "128"]) == 0
     deblurred = read_pixels(tmp_path / "out" / "scene.tif")
     assert deblurred.dtype == np.uint16 and deblurred.shape == (512, 512, 1)
+
+
+def test_a_pushed_model_is_found_by_hub_id_in_the_local_cache(tiny_config, released, tmp_path, monkeypatch, photo_folder):
+    """Another user, offline (HF_HUB_OFFLINE=1), with the repo in the Hugging Face cache: `model.init_from` and
+    `deblur --model` take the Hub id. The cache is laid out by hand as huggingface_hub writes it."""
+    import huggingface_hub
+
+    from cycledeblur.cli import main
+
+    run = train_released(tiny_config, released)
+    repo = tmp_path / "hub" / "models--someone--deblur"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    staged = ["push", "--model", str(run), "--repo-id", "someone/deblur", "--include-discriminators"]
+    assert main([*staged, "--dry-run", str(repo / "snapshots" / revision)]) == 0
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    weights, channels = initial_weights("someone/deblur")
+    assert channels == 3 and sorted(weights) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    assert main(["deblur", str(photo_folder / "coffee.png"), "--model", "someone/deblur", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "coffee.png").is_file()
