@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -11,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import png
@@ -260,6 +262,28 @@ def read_icc_profile(path: str | Path) -> bytes | None:
         raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
 
 
+# GeoTIFF's georeferencing (where each pixel lies on Earth) and GDAL's no-data / band metadata, by tag code. A
+# deblurred scene has the input's size and pixel grid, so the input's tags are the output's.
+GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+# A TIFF tag as tifffile's `imwrite(extratags=...)` takes it: (code, TIFF data type, count, value).
+TiffTag = tuple[int, int, int, Any]
+
+
+def read_geotiff_tags(path: str | Path) -> tuple[TiffTag, ...]:
+    """The GeoTIFF tags of a TIFF file's first page (none for other files); only the header is read."""
+    with Path(path).open("rb") as file:
+        head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
+        if head[:4] not in _TIFF_MAGIC or _is_dicom(head, str(path)):  # some DICOM files open with a TIFF header
+            return ()
+        file.seek(0)
+        try:
+            with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
+                tags = tiff.pages[0].tags
+                return tuple((tag.code, int(tag.dtype), tag.count, tag.value) for tag in tags if tag.code in GEOTIFF_TAGS)
+        except Exception as error:  # noqa: BLE001  (as in read_icc_profile)
+            raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
+
+
 def _tiff_icc_profile(file: io.BufferedReader) -> bytes | None:
     with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
         tag = tiff.pages[0].tags.get("InterColorProfile")
@@ -283,9 +307,12 @@ def _pil_pixels(image: Image.Image) -> np.ndarray:
     return pixels if pixels.ndim == 3 else pixels[:, :, None]
 
 
-def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | None = None) -> None:
+def write_pixels(
+    pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | None = None, geotiff_tags: tuple[TiffTag, ...] = ()
+) -> None:
     """Write an H x W x C array (uint8, uint16 or float32) keeping its depth, with `icc_profile` embedded if given
-    (BMP has no place for one): TIFF via tifffile, 16-bit gray+alpha or color PNG via pypng, all else via Pillow.
+    (BMP has no place for one) and `geotiff_tags` in a TIFF: TIFF via tifffile, 16-bit gray+alpha or color PNG via
+    pypng, all else via Pillow.
 
     The file is written under a temporary name and renamed when complete: a run killed while writing leaves no
     half-written image that a rerun (which keeps existing outputs) would take for a finished one.
@@ -295,7 +322,7 @@ def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | N
     if suffix in _WRITTEN_AS:
         raise ImageFileError(f"cannot write image {path}: {suffix} files are read, not written; name it .png")
     if suffix in (".tif", ".tiff"):
-        write = _write_tiff
+        write = functools.partial(_write_tiff, geotiff_tags=geotiff_tags)
     elif suffix == ".png" and pixels.dtype == np.uint16 and pixels.shape[2] in _PYPNG_16_BIT_MODES:
         write = _write_png16
     else:
@@ -312,7 +339,7 @@ def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | N
             partial.unlink()
 
 
-def _write_tiff(pixels: np.ndarray, path: Path, icc_profile: bytes | None) -> None:
+def _write_tiff(pixels: np.ndarray, path: Path, icc_profile: bytes | None, geotiff_tags: tuple[TiffTag, ...] = ()) -> None:
     channels = pixels.shape[2]
     # Left to guess, tifffile stores an H x W x C array with C other than 3 or 4 as H pages of W x C pixels.
     tifffile.imwrite(
@@ -321,6 +348,7 @@ def _write_tiff(pixels: np.ndarray, path: Path, icc_profile: bytes | None) -> No
         photometric="rgb" if channels in (3, 4) else "minisblack",
         planarconfig="contig",
         iccprofile=icc_profile,
+        extratags=[(code, dtype, count, value, True) for code, dtype, count, value in geotiff_tags],
     )
 
 

@@ -17,7 +17,7 @@ from cycledeblur.domain_examples import (
     write_medical_examples,
 )
 from cycledeblur.errors import ImageFileError, UserError
-from cycledeblur.image_files import output_name, read_pixels, write_pixels
+from cycledeblur.image_files import output_name, read_geotiff_tags, read_pixels, write_pixels
 from cycledeblur.models.resnet import ResnetGenerator
 
 
@@ -125,6 +125,29 @@ def test_four_band_16_bit_tiff_keeps_its_bands_and_depth_through_deblur(tmp_path
     written = read_pixels(tmp_path / "out" / "scene.tif")
     assert written.dtype == np.uint16 and written.shape == bands.shape
     assert np.abs(written.astype(np.int64) - bands).max() <= 2  # the identity network: each band kept apart
+
+
+# A UTM scene's georeferencing: 10 m pixels, its top-left corner's coordinates, the GeoKeys naming WGS 84 / UTM 33N.
+GEOREFERENCE = (
+    (33550, 12, 3, (10.0, 10.0, 0.0)),  # ModelPixelScale, DOUBLE
+    (33922, 12, 6, (0.0, 0.0, 0.0, 500000.0, 4649776.0, 0.0)),  # ModelTiepoint, DOUBLE
+    (34735, 3, 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633)),  # GeoKeyDirectory, SHORT
+    (34737, 2, 23, "WGS 84 / UTM zone 33N|"),  # GeoAsciiParams, ASCII
+)
+
+
+def test_a_geotiff_scene_keeps_its_georeference_through_deblur(tmp_path):
+    """Deblurred in tiles, a scene keeps the pixel grid, so its GeoTIFF tags are copied: GIS tools place it alike."""
+    bands = np.random.default_rng(1).integers(0, 65536, (64, 96, 4), dtype=np.uint16)
+    write_pixels(bands, tmp_path / "in" / "scene.tif", geotiff_tags=GEOREFERENCE)
+    assert read_geotiff_tags(tmp_path / "in" / "scene.tif") == GEOREFERENCE
+    model = untrained_generator(tmp_path / "model", channels=4)
+    arguments = ["deblur", "--model", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "48", "--tile-overlap", "16"]
+    assert main(arguments) == 0
+    assert read_geotiff_tags(tmp_path / "out" / "scene.tif") == GEOREFERENCE
+    assert read_geotiff_tags(tmp_path / "in" / "scene.tif") == GEOREFERENCE
+    write_pixels(bands, tmp_path / "plain.tif")
+    assert read_geotiff_tags(tmp_path / "plain.tif") == ()
 
 
 def test_medical_example_folder_holds_windowed_16_bit_slices(tmp_path):

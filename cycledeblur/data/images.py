@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import ImageFileError
-from ..image_files import read_icc_profile, read_pixels, write_pixels
+from ..image_files import TiffTag, read_geotiff_tags, read_icc_profile, read_pixels, write_pixels
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class ImageFormat:
     bit_depth: int  # 8, 16 or 32 (float)
     channels: int
     icc_profile: bytes | None = None  # the embedded color profile: without it, outputs would look different
+    geotiff_tags: tuple[TiffTag, ...] = ()  # a scene's georeferencing: without it, GIS tools could not place the output
 
 
 def pixels_to_array(pixels: np.ndarray, name: str = "image") -> tuple[np.ndarray, ImageFormat]:
@@ -62,7 +63,7 @@ def read_image(source: str | Path | bytes, channels: int, name: str | None = Non
     name = name or str(source)
     array, image_format = pixels_to_array(read_pixels(source, name), name)
     if not isinstance(source, bytes):
-        image_format = replace(image_format, icc_profile=read_icc_profile(source))
+        image_format = replace(image_format, icc_profile=read_icc_profile(source), geotiff_tags=read_geotiff_tags(source))
     tensor = adapt_channels(torch.from_numpy(array).permute(2, 0, 1).contiguous(), channels, name)
     return tensor, image_format
 
@@ -82,4 +83,4 @@ def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: Imag
         pixels = array.astype(np.float32)
     else:
         pixels = np.round(array * 255).astype(np.uint8)
-    write_pixels(pixels, path, icc_profile=image_format.icc_profile)
+    write_pixels(pixels, path, icc_profile=image_format.icc_profile, geotiff_tags=image_format.geotiff_tags)
