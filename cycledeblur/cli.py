@@ -1,4 +1,4 @@
-"""The `cycledeblur` command line: train, synth, deblur, evaluate, push.
+"""The `cycledeblur` command line: train, synth, deblur, evaluate, export, push.
 
 Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 3 `deblur` / `evaluate`
 could not process some input files (one line each on stderr) but processed the others, 130 / 143 a training run
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     deblur = commands.add_parser("deblur", help="deblur image files or folders with a trained generator")
     deblur.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    deblur.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    deblur.add_argument("--model", required=True, help="run folder, generator folder, Hub model id or .onnx file")
     deblur.add_argument("--out", required=True, type=Path, help="output folder")
     deblur.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them)")
     add_inference_arguments(deblur)
@@ -92,13 +92,41 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="PSNR/SSIM on paired images, or a no-reference sharpness report without --sharp"
     )
-    evaluate.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    evaluate.add_argument("--model", required=True, help="run folder, generator folder, Hub model id or .onnx file")
     evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
     evaluate.add_argument("--sharp", type=Path, help="folder of sharp images with the same names (optional)")
     evaluate.add_argument("--json", type=Path, help="write the mean and per-image scores to this JSON file")
     evaluate.add_argument("--csv", type=Path, help="write the per-image scores to this CSV file")
     add_inference_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
+
+    export = commands.add_parser(
+        "export", help="export a generator to ONNX (fp32, fp16 or int8), checked against PyTorch on real images"
+    )
+    export.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    export.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
+    export.add_argument(
+        "--dynamic", action="store_true",
+        help="any batch size and image size (multiples of the stride); default: one image of --input-size",
+    )  # fmt: skip
+    export.add_argument(
+        "--input-size", type=int, default=None, help="without --dynamic: the input's height and width (default 512)"
+    )
+    export.add_argument(
+        "--fp16", action="store_true", help="float16 weights and arithmetic (inputs and outputs stay float32)"
+    )
+    export.add_argument("--int8", action="store_true", help="also write OUT.int8.onnx, statically quantized")
+    export.add_argument(
+        "--calibration", type=Path, metavar="DIR",
+        help="for --int8: blurred images, or blur/ and sharp/ with the same names; the last quarter is held out"
+        " and scored",
+    )  # fmt: skip
+    export.add_argument(
+        "--check-images", type=Path, metavar="DIR",
+        help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images)",
+    )  # fmt: skip
+    export.set_defaults(run=run_export)
 
     push = commands.add_parser("push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub")
     push.add_argument("--model", required=True, type=Path, help="run folder (config.yaml, generator/, checkpoints/)")
@@ -133,17 +161,24 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--tile", type=int, default=None, help="process images larger than this as tiles (pixels)")
-    parser.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles (pixels)")
+    parser.add_argument(
+        "--tile-overlap", type=int, default=None,
+        help="overlap of neighbouring tiles in pixels (default 32, at most a quarter of a fixed-size ONNX input)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
 
 
 def build_deblurrer(args: argparse.Namespace):
+    """A PyTorch `Deblurrer`, or an `OnnxDeblurrer` for a .onnx file (then PyTorch is not even imported)."""
+    from .export.runtime import OnnxDeblurrer, is_onnx_model
+
+    options = {"tile": args.tile, "tile_overlap": args.tile_overlap, "batch_size": args.batch_size}
+    options["precision"] = args.precision
+    if is_onnx_model(args.model):
+        return OnnxDeblurrer(args.model, device=args.device, **options)
     from .inference import Deblurrer, resolve_generator
 
-    return Deblurrer(
-        resolve_generator(args.model), device=args.device, precision=args.precision,
-        tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
-    )  # fmt: skip
+    return Deblurrer(resolve_generator(args.model), device=args.device, **options)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -179,7 +214,7 @@ def run_deblur(args: argparse.Namespace) -> int:
     """Deblur every input into --out; a file that cannot be read or written is reported, and the others go on."""
     from rich.progress import track
 
-    from .data import read_image, save_image_tensor
+    from .image_arrays import read_image_array, save_image_array
 
     jobs = deblur_jobs(args.inputs, args.out)
     deblurrer = build_deblurrer(args)
@@ -195,8 +230,8 @@ def run_deblur(args: argparse.Namespace) -> int:
                 err_console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
                 existing += 1
                 continue
-            image, image_format = read_image(source, deblurrer.channels)
-            save_image_tensor(deblurrer(image), target, image_format)
+            image, image_format = read_image_array(source, deblurrer.channels)
+            save_image_array(deblurrer.deblur(image), target, image_format)
         except ImageFileError as error:
             print_error(error)
             failed += 1
@@ -210,8 +245,7 @@ def run_deblur(args: argparse.Namespace) -> int:
 def deblur_jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
     """(input, output) for each image named or found in a folder of `inputs`: the output at the input's path
     relative to the folder given (or its name, for a file) under `out`. Checked before the model loads."""
-    from .data import list_images
-    from .image_files import output_name
+    from .image_files import list_images, output_name
 
     sources_by_target: dict[Path, Path] = {}
     for item in inputs:
@@ -248,6 +282,43 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(report, args.csv)
     return EXIT_INPUTS_FAILED if report.failed else 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export.to_onnx import DEFAULT_INPUT_SIZE, DEFAULT_OPSET, check_images, export_checked, print_export
+    from .inference import resolve_generator
+
+    if args.onnx.suffix != ".onnx":
+        raise UserError(f"--onnx {args.onnx}: the file name must end in .onnx")
+    if args.int8 and args.calibration is None:
+        raise UserError("--int8 needs --calibration DIR: images whose activations set the int8 ranges")
+    if args.int8 and args.fp16:
+        raise UserError("--int8 quantizes the float32 model: leave out --fp16")
+    if args.dynamic and args.input_size is not None:
+        raise UserError("--input-size sets the one input size of a model without --dynamic: give one of them")
+    check_folder = args.check_images or calibration_blur_folder(args.calibration)
+    if check_folder is None:
+        raise UserError("--check-images DIR is needed: real images to compare the ONNX model with PyTorch on")
+    generator = resolve_generator(args.model)
+    images = check_images(check_folder, generator.in_channels)
+    options = {"opset": args.opset or DEFAULT_OPSET, "input_size": args.input_size or DEFAULT_INPUT_SIZE}
+    print_export(export_checked(generator, args.onnx, images, dynamic=args.dynamic, fp16=args.fp16, **options))
+    if args.int8:
+        from .export.int8 import calibration_split, int8_report, print_int8, quantize_int8
+
+        split = calibration_split(args.calibration)
+        int8_path = args.onnx.with_suffix(".int8.onnx")
+        quantize_int8(args.onnx, int8_path, split.calibration)
+        print_int8(int8_report(args.onnx, int8_path, split))
+    return 0
+
+
+def calibration_blur_folder(calibration: Path | None) -> Path | None:
+    """The blurred images of a --calibration folder (its blur/ when it has blur/ and sharp/)."""
+    if calibration is None:
+        return None
+    paired = (calibration / "blur").is_dir() and (calibration / "sharp").is_dir()
+    return calibration / "blur" if paired else calibration
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from torchmetrics.functional.image import image_gradients, peak_signal_noise_rat
 
 from .data import list_images, load_image_tensor, pair_name
 from .errors import ImageFileError, UserError
-from .inference import Deblurrer
+from .tiling import TiledDeblurrer
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 # torchvision's AlexNet weights, LPIPS's default backbone: used only if a previous download left them on disk.
@@ -118,20 +118,30 @@ def matching_pairs(blur_dir: Path, sharp_dir: Path) -> list[tuple[str, Path, Pat
     return pairs
 
 
-def evaluate_pairs(deblurrer: Deblurrer, blur_dir: Path, sharp_dir: Path) -> EvaluationReport:
+def deblurred(deblurrer: TiledDeblurrer, image: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(deblurrer.deblur(image.numpy()))
+
+
+def evaluate_pairs(deblurrer: TiledDeblurrer, blur_dir: Path, sharp_dir: Path) -> EvaluationReport:
+    return score_pairs(deblurrer, matching_pairs(blur_dir, sharp_dir))
+
+
+def score_pairs(deblurrer: TiledDeblurrer, pairs: list[tuple[str, Path, Path]]) -> EvaluationReport:
+    """Full-reference scores of each (name, blurred, sharp) in `pairs`."""
     metrics = FullReferenceMetrics()
     report = EvaluationReport("paired", unavailable=metrics.unavailable)
-    for name, blurred_path, sharp_path in matching_pairs(blur_dir, sharp_dir):
+    for name, blurred_path, sharp_path in pairs:
         with report.scoring(name):
             blurred = load_image_tensor(blurred_path, deblurrer.channels)
             sharp = load_image_tensor(sharp_path, deblurrer.channels)
             if blurred.shape != sharp.shape:
                 raise ImageFileError(f"{blurred_path} is {tuple(blurred.shape)}, {sharp_path} {tuple(sharp.shape)}")
-            report.images.append(ImageScores(name, metrics(blurred, sharp), metrics(deblurrer(blurred), sharp)))
+            scores = metrics(blurred, sharp), metrics(deblurred(deblurrer, blurred), sharp)
+            report.images.append(ImageScores(name, *scores))
     return report
 
 
-def evaluate_sharpness(deblurrer: Deblurrer, blur_dir: Path) -> EvaluationReport:
+def evaluate_sharpness(deblurrer: TiledDeblurrer, blur_dir: Path) -> EvaluationReport:
     if not blur_dir.is_dir():
         raise UserError(f"--blur {blur_dir}: no such folder")
     paths = list_images(blur_dir)
@@ -142,7 +152,8 @@ def evaluate_sharpness(deblurrer: Deblurrer, blur_dir: Path) -> EvaluationReport
         name = pair_name(path, blur_dir)
         with report.scoring(name):
             blurred = load_image_tensor(path, deblurrer.channels)
-            report.images.append(ImageScores(name, sharpness_scores(blurred), sharpness_scores(deblurrer(blurred))))
+            scores = sharpness_scores(blurred), sharpness_scores(deblurred(deblurrer, blurred))
+            report.images.append(ImageScores(name, *scores))
     return report
 
 

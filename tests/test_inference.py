@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cycledeblur.errors import UserError
-from cycledeblur.inference import Deblurrer, tile_layout
+from cycledeblur.inference import Deblurrer
+from cycledeblur.tiling import tile_layout
 from cycledeblur.models import ResnetGenerator
 
 from .conftest import photo

@@ -1,8 +1,9 @@
 """Data: image collections as HF datasets, decoded to tensors, cut into replayable random crops."""
 
-from .crops import CropDataset, EpochSampler, PairedCropDataset, build_augmentation
+from ..image_arrays import ImageFormat, adapt_channels, pixels_to_array
 from ..image_files import list_images, open_image
-from .images import ImageFormat, adapt_channels, load_image_tensor, pixels_to_array, read_image, save_image_tensor
+from .crops import CropDataset, EpochSampler, PairedCropDataset, build_augmentation
+from .images import load_image_tensor, read_image, save_image_tensor
 from .pairs import load_pairs, pair_name
 from .sources import load_image_source
 

@@ -113,10 +113,19 @@ def wiener_deconvolve(images: torch.Tensor, kernels: torch.Tensor, regularizatio
         rows, cols = mirrored.shape[-2:]
         # The kernel's centre goes to the origin, so that the filter does not shift the image.
         placed = F.pad(kernels, [0, cols - size, 0, rows - size]).roll((-(size // 2), -(size // 2)), dims=(-2, -1))
-        kernel_spectrum = torch.fft.rfft2(placed).unsqueeze(1)
-        freq_y = 2 * math.pi * torch.fft.fftfreq(rows, device=images.device)[:, None]
-        freq_x = 2 * math.pi * torch.fft.rfftfreq(cols, device=images.device)[None, :]
+        # Spectra as (real, imaginary) pairs rather than complex tensors: ONNX has no complex type, so this is what
+        # lets `cycledeblur export` trace the filter.
+        kernel_real, kernel_imag = torch.view_as_real(torch.fft.rfft2(placed)).unsqueeze(1).unbind(-1)
+        image_real, image_imag = torch.view_as_real(torch.fft.rfft2(mirrored)).unbind(-1)
+        # The frequencies k / n of the FFT bins, for k from 0 (not fftfreq's -n/2 to n/2: the cosines are the same,
+        # and unlike fftfreq, arange has an ONNX translation).
+        freq_y = 2 * math.pi * torch.arange(rows, device=images.device)[:, None] / rows
+        freq_x = 2 * math.pi * torch.arange(cols // 2 + 1, device=images.device)[None, :] / cols
         gradient_energy = 4 - 2 * torch.cos(freq_y) - 2 * torch.cos(freq_x)  # |D_x|^2 + |D_y|^2
-        denominator = kernel_spectrum.abs().square() + regularization.view(-1, 1, 1, 1) * gradient_energy
-        restored = torch.fft.irfft2(torch.fft.rfft2(mirrored) * kernel_spectrum.conj() / denominator, s=(rows, cols))
+        denominator = kernel_real.square() + kernel_imag.square() + regularization.view(-1, 1, 1, 1) * gradient_energy
+        # image * conj(kernel) / denominator
+        restored_real = (image_real * kernel_real + image_imag * kernel_imag) / denominator
+        restored_imag = (image_imag * kernel_real - image_real * kernel_imag) / denominator
+        restored_spectrum = torch.view_as_complex(torch.stack([restored_real, restored_imag], dim=-1))
+        restored = torch.fft.irfft2(restored_spectrum, s=(rows, cols))
         return restored[..., : height, : width]

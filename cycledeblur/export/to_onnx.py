@@ -1,0 +1,194 @@
+"""Exporting a generator to ONNX (torch.export + torch.onnx), and proving on real images that the file computes
+what the PyTorch model computes."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from ..errors import UserError
+from ..image_arrays import centre_crop, read_image_array
+from ..image_files import list_images
+from ..inference import Deblurrer
+from ..models.hub import CONFIG_NAME
+from .runtime import (
+    INSTALL_HINT,
+    METADATA_GENERATOR,
+    METADATA_MIN_SIZE,
+    METADATA_PRECISION,
+    METADATA_SIZE_MULTIPLE,
+    OnnxDeblurrer,
+    first_line,
+)
+
+# 18 is the oldest opset torch's exporter writes natively; TensorRT 10 and onnxruntime >= 1.14 read it.
+DEFAULT_OPSET = 18
+# Exported graphs take no smaller inputs (the runtime pads up to it): below this, some families branch on the size
+# (the Wiener filter pads images smaller than its kernel), which a graph for every size cannot do.
+EXPORT_MIN_SIZE = 32
+DEFAULT_INPUT_SIZE = 512
+# The largest |ONNX - PyTorch fp32| allowed on the [-1, 1] outputs: float32 kernels differ in summation order
+# only; float16 rounds every activation to 11 significant bits.
+PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+# Parity images: centre crops of this size (not a multiple of any stride, so the padding path runs too).
+CHECK_SIZE = 250
+CHECK_COUNT = 2
+
+
+class Float16Network(nn.Module):
+    """The generator in float16 behind float32 inputs and outputs: every export is fed and read alike."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = copy.deepcopy(generator).half()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.generator(images.half()).float()
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    precision: str
+    size_bytes: int
+    input_shape: list[int | str]
+    max_difference: float  # on the [-1, 1] outputs, against the PyTorch model in float32
+    tolerance: float
+    checked_images: list[str]
+
+
+def round_up(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+def export_onnx(
+    generator: nn.Module,
+    path: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic: bool = False,
+    input_size: int = DEFAULT_INPUT_SIZE,
+    fp16: bool = False,
+) -> None:
+    """Write `generator` to `path` as an ONNX graph, checked by onnx's checker: inputs and outputs N x C x H x W
+    float32 in [-1, 1]. `dynamic`: any batch, and any height and width that are multiples of the generator's stride
+    (at least EXPORT_MIN_SIZE); otherwise one image of `input_size` x `input_size` (rounded up to the stride)."""
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(f"exporting to ONNX needs onnx, onnxscript and onnxruntime ({INSTALL_HINT})") from None
+    generator = generator.eval()
+    multiple, channels = generator.size_multiple, generator.in_channels
+    min_size = round_up(EXPORT_MIN_SIZE, multiple)
+    if dynamic:
+        # An example batch of 2: torch.export would take a dimension of 1 for a constant.
+        example = torch.rand(2, channels, min_size, min_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        if multiple == 1:
+            height, width = (torch.export.Dim(side, min=min_size) for side in ("height", "width"))
+        else:  # the graph's input shape reads "4*height_blocks": the runtime (and a user) sees the stride
+            blocks = [torch.export.Dim(f"{side}_blocks", min=min_size // multiple) for side in ("height", "width")]
+            height, width = (multiple * dim for dim in blocks)
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1), 2: height, 3: width},)
+    else:
+        size = round_up(max(input_size, min_size), multiple)
+        example = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        dynamic_shapes = None
+    network = Float16Network(generator) if fp16 else generator
+    try:
+        # The exporter reports each stage on stdout and warns about internals the user cannot change.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                network, (example,), path, dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
+                input_names=["blurred"], output_names=["deblurred"], external_data=False, verbose=False,
+            )  # fmt: skip
+    except Exception as error:  # the exporter raises many types, all meaning "this graph cannot be exported"
+        raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {first_line(error)}") from error
+    model = onnx.load(str(path))
+    # The exporter's intermediate shape annotations can be wrong for the FFTs' one-sided spectra, and onnxruntime
+    # trusts them when it plans buffers; they are optional, so the runtime infers shapes itself.
+    del model.graph.value_info[:]
+    # The exporter files each node's Python stack trace: paths on this machine, and 40% of a small model's bytes.
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    config = {**generator._hub_mixin_config, "architecture": generator.architecture}
+    onnx.helper.set_model_props(model, {
+        METADATA_SIZE_MULTIPLE: str(multiple),
+        METADATA_MIN_SIZE: str(min_size),
+        METADATA_PRECISION: "fp16" if fp16 else "fp32",
+        METADATA_GENERATOR: json.dumps(config, sort_keys=True),
+    })  # fmt: skip
+    model.doc_string = f"cycledeblur {generator.architecture} generator ({CONFIG_NAME}: {METADATA_GENERATOR})"
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def check_images(
+    folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE
+) -> list[tuple[str, np.ndarray]]:
+    """The first `count` images of `folder` (name order), centre-cropped to at most `size` x `size`."""
+    if not folder.is_dir():
+        raise UserError(f"--check-images {folder}: no such folder")
+    paths = list_images(folder)[:count]
+    if not paths:
+        raise UserError(f"--check-images {folder} contains no images")
+    return [(path.name, centre_crop(read_image_array(path, channels)[0], size)) for path in paths]
+
+
+def max_difference(generator: nn.Module, onnx_path: Path, images: list[tuple[str, np.ndarray]]) -> float:
+    """The largest |ONNX - PyTorch fp32| over the network outputs, on the same (padded) inputs, in [-1, 1]."""
+    runtime, reference = OnnxDeblurrer(onnx_path), Deblurrer(generator)
+    height, width = runtime.input_size or (None, None)
+    worst = 0.0
+    for _, image in images:
+        batch = runtime.network_input(image[None, :, :height, :width])
+        worst = max(worst, float(np.abs(runtime.run_network(batch) - reference.run_network(batch)).max()))
+    return worst
+
+
+def export_checked(
+    generator: nn.Module, path: Path, images: list[tuple[str, np.ndarray]], *, fp16: bool = False, **options
+) -> ExportReport:
+    """`export_onnx`, then the parity check on `images`: the file lands at `path` only if it passes."""
+    precision = "fp16" if fp16 else "fp32"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.partial")
+    try:
+        export_onnx(generator, staged, fp16=fp16, **options)
+        difference = max_difference(generator, staged, images)
+        tolerance = PARITY_TOLERANCE[precision]
+        if not difference <= tolerance:
+            raise UserError(
+                f"the exported {precision} model differs from PyTorch by {difference:.2e} on the check images"
+                f" (allowed: {tolerance:.0e}); nothing was written to {path}"
+            )
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+    shape = OnnxDeblurrer(path).session.get_inputs()[0].shape
+    return ExportReport(
+        path, precision, path.stat().st_size, shape, difference, tolerance, [name for name, _ in images]
+    )
+
+
+def print_export(report: ExportReport) -> None:
+    shape = "x".join(map(str, report.input_shape))
+    Console().print(
+        f"wrote {report.path} ({report.precision}, {report.size_bytes / 1e6:.2f} MB, input {shape});"
+        f" max |ONNX - PyTorch| on {len(report.checked_images)} real images: {report.max_difference:.2e}"
+        f" (allowed {report.tolerance:.0e})",
+        highlight=False,
+        soft_wrap=True,
+    )
