@@ -1,6 +1,12 @@
 """The one exception type for mistakes a user can fix: the CLI prints its message and exits with code 2."""
 
 
+def first_line(error: Exception) -> str:
+    """An error's first line (its type's name when it has no message): what a one-line message quotes of it."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 class UserError(Exception):
     """A bad path, config key, image or argument. The message must name the file or key at fault."""
 

@@ -16,22 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from .config import Config, load_config
-from .errors import UserError
+from .errors import UserError, first_line
 from .models import DISCRIMINATORS, HubModel, build_discriminator, build_generator, load_generator
-from .models.hub import CONFIG_NAME, WEIGHTS_NAME
+from .models.hub import CONFIG_NAME, WEIGHTS_NAME, hub_errors
 from .training.checkpoints import NETWORK_ORDER, list_checkpoints, network_weights
 from .training.init_from import PUSHED_FOLDERS
 from .training.model_card import DEFAULT_LICENSE, render_card
 
 EVALUATION_FILE = "evaluation.json"  # RUN/evaluation.json: `cycledeblur evaluate --model RUN ... --json` it
 DATA_CARD_FILE = "data_card.md"  # where a local --data-card goes in the repo
-# What a push can meet: the Hub's refusals (HfHubHTTPError), no connection at all (the base error of the HTTP
-# library huggingface_hub is built on, which HfHubHTTPError extends: httpx's or requests'), offline mode (OSError).
-HUB_ERRORS = (HfHubHTTPError, HfHubHTTPError.__bases__[0], OSError)
 PARTNER_DESCRIPTIONS = {
     "reblur": "the sharp -> blurred generator",
     "judge_sharp": "the discriminator of sharp photos",
@@ -56,7 +53,7 @@ def push_run(
         options = {"include_partners": include_partners, "data_card": data_card, "license": license}
         files = stage_run(run, Path(staging), repo_id, **options)
         api = HfApi(token=token)
-        try:
+        with hub_errors(f"pushing to the Hub repo {repo_id} failed"):
             url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             if revision not in (None, "main"):
                 api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
@@ -69,8 +66,6 @@ def push_run(
                 # Partner folders or a data card left by an earlier push would no longer match the generator.
                 delete_patterns=[f"{name}/*" for name in PUSHED_FOLDERS.values()] + [DATA_CARD_FILE],
             )
-        except HUB_ERRORS as error:
-            raise UserError(f"pushing to the Hub repo {repo_id} failed: {first_line(error)}") from None
     return str(url)
 
 
@@ -231,7 +226,3 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
         "```",
     ])  # fmt: skip
 
-
-def first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

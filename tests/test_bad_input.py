@@ -311,7 +311,7 @@ def edit_config(folder, **changes):
         (lambda folder: truncate(folder / "generator" / "model.safetensors"), "truncated or corrupt"),
         (lambda folder: edit_config(folder / "generator", base_channels="x"), "config.json does not describe a valid"),
         (lambda folder: (folder / "generator" / "config.json").write_text("{"), "config.json is not valid JSON"),
-        (shutil.rmtree, "is neither a folder nor a valid Hub repo id"),
+        (shutil.rmtree, "(config.json): neither a folder nor a valid Hub repo id"),
     ],
 )
 def test_a_model_folder_missing_its_weights_or_config_is_one_line(generator_dir, tmp_path, capsys, damage, message):

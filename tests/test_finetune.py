@@ -97,7 +97,7 @@ def test_a_four_band_run_starts_from_an_rgb_model(tiny_config, released, unpaire
 
 def test_fine_tuning_errors_name_the_key(tiny_config, released, tmp_path):
     run = train_released(tiny_config, released)
-    with pytest.raises(UserError, match="model.init_from=.*nowhere: no such folder"):
+    with pytest.raises(UserError, match="model.init_from=.*nowhere: neither a folder nor a valid Hub repo id"):
         train(tiny_config(f"model.init_from={tmp_path / 'nowhere'}", "train.max_steps=1"))
     with pytest.raises(UserError, match="does not have this run's architecture"):
         train(tiny_config(f"model.init_from={run}", "model.generator.n_blocks=2", "train.max_steps=1", run="other"))

@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from ..data import pair_name
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..evaluation import FullReferenceMetrics, matching_pairs, score_pairs
 from ..image_arrays import centre_crop, read_image_array
 from ..image_files import list_images
-from .runtime import METADATA_PRECISION, OnnxDeblurrer, first_line
+from .runtime import METADATA_PRECISION, OnnxDeblurrer
 
 # The layers that hold the weights and the arithmetic. The rest (normalisation, the Wiener filter's spectra,
 # residual sums) stays float: quantizing it would cost accuracy and save neither size nor much time.

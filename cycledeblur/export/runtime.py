@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..tiling import TiledDeblurrer
 
 ONNX_SUFFIX = ".onnx"
@@ -65,10 +65,6 @@ def open_session(path: str | Path, device: str = "cpu", threads: int | None = No
 def is_onnxruntime_error(error: Exception) -> bool:
     """onnxruntime's own errors (a bad graph, file or input), which share no base class short of Exception."""
     return type(error).__module__.startswith("onnxruntime.")
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class OnnxDeblurrer(TiledDeblurrer):

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..image_arrays import centre_crop, read_image_array
 from ..image_files import list_images
 from ..inference import Deblurrer
@@ -30,7 +30,6 @@ from .runtime import (
     METADATA_PRECISION,
     METADATA_SIZE_MULTIPLE,
     OnnxDeblurrer,
-    first_line,
 )
 
 # 18 is the oldest opset torch's exporter writes natively; TensorRT 10 and onnxruntime >= 1.14 read it.

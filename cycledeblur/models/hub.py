@@ -17,7 +17,7 @@ from safetensors.torch import load_model
 import torch
 from torch import nn
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from .registry import GENERATORS
 
 CONFIG_NAME = constants.CONFIG_NAME
@@ -150,24 +150,31 @@ def resolve_file(path_or_hub_id: str | Path, filename: str, **download_args: Any
         if not (folder / filename).is_file():
             raise UserError(f"folder {folder} has no {filename}")
         return folder / filename
-    with _hub_errors(str(path_or_hub_id), filename):
+    with hub_errors(f"{path_or_hub_id} ({filename})"):
         return Path(hf_hub_download(str(path_or_hub_id), filename, **download_args))
 
 
+# What a Hub call can meet besides the above: the Hub's refusals (HfHubHTTPError), no connection at all (the base
+# error of the HTTP library huggingface_hub is built on, which HfHubHTTPError extends: httpx's or requests'), offline
+# mode (OSError).
+_HUB_CALL_ERRORS = (HfHubHTTPError, HfHubHTTPError.__bases__[0], OSError)
+
+
 @contextmanager
-def _hub_errors(repo_id: str, filename: str) -> Iterator[None]:
-    """Turn huggingface_hub's errors into UserErrors that name the path or repo and the file."""
+def hub_errors(subject: str) -> Iterator[None]:
+    """Turn what huggingface_hub raises in the block into one UserError line: `subject` (what was asked of the Hub,
+    naming the repo), then why."""
     try:
         yield
-    except HFValidationError as error:
-        raise UserError(f"{repo_id} is neither a folder nor a valid Hub repo id") from error
-    except LocalEntryNotFoundError as error:
+    except HFValidationError:
+        raise UserError(f"{subject}: neither a folder nor a valid Hub repo id") from None
+    except LocalEntryNotFoundError:
         raise UserError(
-            f"{repo_id} is not a folder, and as a Hub repo its {filename} is not in the local cache"
-            " while the Hub cannot be reached (no network, or HF_HUB_OFFLINE=1)"
-        ) from error
-    except HfHubHTTPError as error:
-        raise UserError(f"{repo_id} is not a folder, and fetching {filename} from the Hub failed: {error}") from error
+            f"{subject}: not a folder, and not in the local Hub cache while the Hub cannot be reached"
+            " (no network, or HF_HUB_OFFLINE=1)"
+        ) from None
+    except _HUB_CALL_ERRORS as error:
+        raise UserError(f"{subject}: {first_line(error)}") from None
 
 
 def _read_config(path: Path) -> dict[str, Any]:

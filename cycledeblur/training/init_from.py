@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import load_config
 from ..errors import UserError
+from ..models.hub import hub_errors
 from .checkpoints import list_checkpoints, network_weights
 
 # A pushed repo's subfolders, by the role of the network in the training loop.
@@ -59,13 +60,9 @@ def _from_run(run: Path) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
 
 def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-    try:
+    with hub_errors(f"model.init_from={repo_id}"):
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
-    except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"model.init_from={repo_id}: no such folder, and the Hub has no such model ({first_line})") from None
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:

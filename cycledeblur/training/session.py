@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..config import Config, config_to_dict, save_config
 from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
-from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError
+from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError, first_line
 from .checkpoints import list_checkpoints, remove_leftovers, resolve_resume, save_checkpoint
 from .init_from import initial_weights, start_from
 from .loop_state import Stateful, load_loop_state, save_loop_state
@@ -247,7 +247,7 @@ class TrainingSession:
                 accelerator.load_state(str(self.resume_from))
             except (pickle.UnpicklingError, RuntimeError, OSError, KeyError, ValueError) as error:
                 # weights_only unpickling refuses anything but tensors and plain containers: no code runs.
-                raise UserError(f"cannot resume from {self.resume_from}: {str(error).splitlines()[0]}") from None
+                raise UserError(f"cannot resume from {self.resume_from}: {first_line(error)}") from None
             load_loop_state(self.resume_from, self._shared_state(), self._process_state, accelerator.process_index)
             accelerator.print(f"resumed from {self.resume_from} at step {self.step}")
         accelerator.init_trackers("cycledeblur", config=flat_hparams(self.config))
