@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageFileError
-from .image_files import TiffTag, read_geotiff_tags, read_icc_profile, read_pixels, write_pixels
+from .image_files import TiffTag, read_metadata, read_pixels, write_pixels
 
 # ITU-R BT.601 luma weights: color to gray.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -67,9 +67,8 @@ def read_image_array(
     name = name or str(source)
     array, image_format = pixels_to_array(read_pixels(source, name), name)
     if not isinstance(source, bytes):
-        image_format = replace(
-            image_format, icc_profile=read_icc_profile(source), geotiff_tags=read_geotiff_tags(source)
-        )
+        metadata = read_metadata(source)
+        image_format = replace(image_format, icc_profile=metadata.icc_profile, geotiff_tags=metadata.geotiff_tags)
     return np.ascontiguousarray(adapt_channels(array.transpose(2, 0, 1), channels, name)), image_format
 
 

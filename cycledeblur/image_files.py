@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import png
@@ -246,22 +246,6 @@ def _dicom_window(dataset, values: np.ndarray) -> tuple[float, float]:
     return (low + high) / 2 + 0.5, max(high - low, 0.0) + 1.0
 
 
-def read_icc_profile(path: str | Path) -> bytes | None:
-    """The ICC color profile embedded in an image file, or None; only the header is read, no pixels decoded."""
-    try:
-        with Path(path).open("rb") as file:
-            head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
-            if _is_dicom(head, str(path)):
-                return None  # windowed grayscale, or RGB as stored: no profile travels with the pixels read
-            file.seek(0)
-            return _tiff_icc_profile(file) if head[:4] in _TIFF_MAGIC else _pil_icc_profile(file)
-    except FileNotFoundError:
-        raise ImageFileError(f"image not found: {path}") from None
-    # As in read_pixels: a corrupt header makes the parsers fail in many ways, each one bad file.
-    except Exception as error:  # noqa: BLE001
-        raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
-
-
 # GeoTIFF's georeferencing (where each pixel lies on Earth) and GDAL's no-data / band metadata, by tag code. A
 # deblurred scene has the input's size and pixel grid, so the input's tags are the output's.
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
@@ -269,31 +253,37 @@ GEOTIFF_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
 TiffTag = tuple[int, int, int, Any]
 
 
-def read_geotiff_tags(path: str | Path) -> tuple[TiffTag, ...]:
-    """The GeoTIFF tags of a TIFF file's first page (none for other files); only the header is read."""
-    with Path(path).open("rb") as file:
-        head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
-        if head[:4] not in _TIFF_MAGIC or _is_dicom(head, str(path)):  # some DICOM files open with a TIFF header
-            return ()
-        file.seek(0)
-        try:
-            with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
-                tags = tiff.pages[0].tags
-                return tuple((tag.code, int(tag.dtype), tag.count, tag.value) for tag in tags if tag.code in GEOTIFF_TAGS)
-        except Exception as error:  # noqa: BLE001  (as in read_icc_profile)
-            raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
+class FileMetadata(NamedTuple):
+    """What an image made from a file carries over from it."""
+
+    icc_profile: bytes | None  # the embedded color profile: without it, the output would look different
+    geotiff_tags: tuple[TiffTag, ...]  # a scene's georeferencing (TIFF only): GIS tools place the output with it
 
 
-def _tiff_icc_profile(file: io.BufferedReader) -> bytes | None:
-    with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
-        tag = tiff.pages[0].tags.get("InterColorProfile")
-        # Stored as UNDEFINED the tag reads as bytes, as BYTE as a tuple of ints.
-        return bytes(tag.value) if tag else None
-
-
-def _pil_icc_profile(file: io.BufferedReader) -> bytes | None:
-    with Image.open(file) as image:  # lazy: parses the header (where the profile lives), not the pixels
-        return image.info.get("icc_profile") or None
+def read_metadata(path: str | Path) -> FileMetadata:
+    """The embedded ICC profile and a TIFF's GeoTIFF tags (of its first page), from one read of the file's header;
+    no pixels are decoded."""
+    try:
+        with Path(path).open("rb") as file:
+            head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
+            # DICOM (some files open with a TIFF header): windowed grayscale or RGB as stored, no profile travels.
+            if _is_dicom(head, str(path)):
+                return FileMetadata(None, ())
+            file.seek(0)
+            if head[:4] in _TIFF_MAGIC:
+                with _quiet_tifffile(), tifffile.TiffFile(file) as tiff:
+                    tags = tiff.pages[0].tags
+                    profile = tags.get("InterColorProfile")
+                    geotiff = [(t.code, int(t.dtype), t.count, t.value) for t in tags if t.code in GEOTIFF_TAGS]
+                    # Stored as UNDEFINED the profile reads as bytes, as BYTE as a tuple of ints.
+                    return FileMetadata(bytes(profile.value) if profile else None, tuple(geotiff))
+            with Image.open(file) as image:  # lazy: parses the header (where the profile lives), not the pixels
+                return FileMetadata(image.info.get("icc_profile") or None, ())
+    except FileNotFoundError:
+        raise ImageFileError(f"image not found: {path}") from None
+    # As in read_pixels: a corrupt header makes the parsers fail in many ways, each one bad file.
+    except Exception as error:  # noqa: BLE001
+        raise ImageFileError(f"cannot read image {path}: {_reason(error)}") from None
 
 
 def _pil_pixels(image: Image.Image) -> np.ndarray:

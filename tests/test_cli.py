@@ -85,7 +85,7 @@ def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
     Image.fromarray(photo("chelsea", 64)).save(inputs / "cat.jpg")
     from PIL import ImageCms
 
-    from cycledeblur.image_files import read_icc_profile, read_pixels, write_pixels
+    from cycledeblur.image_files import read_metadata, read_pixels, write_pixels
 
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(photo("astronaut", 64)).save(inputs / "profiled.png", icc_profile=srgb)
@@ -102,8 +102,8 @@ def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
         pixels = read_pixels(tmp_path / "out" / name)
         assert pixels.dtype == np.uint16 and pixels.shape == (64, 64, 3), name
         assert (pixels % 257).any(), name  # values between the 8-bit levels: really 16-bit, not upcast 8-bit
-    assert read_icc_profile(tmp_path / "out" / "profiled.png") == srgb
-    assert read_icc_profile(tmp_path / "out" / "odd_size.png") is None
+    assert read_metadata(tmp_path / "out" / "profiled.png").icc_profile == srgb
+    assert read_metadata(tmp_path / "out" / "odd_size.png").icc_profile is None
 
 
 def test_model_folder_errors_are_user_errors(tmp_path, paired, capsys):

@@ -17,7 +17,7 @@ from cycledeblur.domain_examples import (
     write_medical_examples,
 )
 from cycledeblur.errors import ImageFileError, UserError
-from cycledeblur.image_files import output_name, read_geotiff_tags, read_pixels, write_pixels
+from cycledeblur.image_files import output_name, read_metadata, read_pixels, write_pixels
 from cycledeblur.models.resnet import ResnetGenerator
 
 
@@ -140,14 +140,14 @@ def test_a_geotiff_scene_keeps_its_georeference_through_deblur(tmp_path):
     """Deblurred in tiles, a scene keeps the pixel grid, so its GeoTIFF tags are copied: GIS tools place it alike."""
     bands = np.random.default_rng(1).integers(0, 65536, (64, 96, 4), dtype=np.uint16)
     write_pixels(bands, tmp_path / "in" / "scene.tif", geotiff_tags=GEOREFERENCE)
-    assert read_geotiff_tags(tmp_path / "in" / "scene.tif") == GEOREFERENCE
+    assert read_metadata(tmp_path / "in" / "scene.tif").geotiff_tags == GEOREFERENCE
     model = untrained_generator(tmp_path / "model", channels=4)
     arguments = ["deblur", "--model", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "48", "--tile-overlap", "16"]
     assert main(arguments) == 0
-    assert read_geotiff_tags(tmp_path / "out" / "scene.tif") == GEOREFERENCE
-    assert read_geotiff_tags(tmp_path / "in" / "scene.tif") == GEOREFERENCE
+    assert read_metadata(tmp_path / "out" / "scene.tif").geotiff_tags == GEOREFERENCE
+    assert read_metadata(tmp_path / "in" / "scene.tif").geotiff_tags == GEOREFERENCE
     write_pixels(bands, tmp_path / "plain.tif")
-    assert read_geotiff_tags(tmp_path / "plain.tif") == ()
+    assert read_metadata(tmp_path / "plain.tif").geotiff_tags == ()
 
 
 def test_medical_example_folder_holds_windowed_16_bit_slices(tmp_path):

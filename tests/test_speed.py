@@ -6,6 +6,10 @@ import sys
 
 import pytest
 
+from bench import speed
+from cycledeblur.errors import UserError
+from cycledeblur.export import to_onnx
+
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
@@ -39,7 +43,8 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
 
 def test_speed_benchmark_measures_the_loop(tmp_path):
     arguments = ["--config", "configs/demo.yaml", "--crops", "32", "--batches", "2", "--modes", "plain", "tuned",
-                 "--generators", "wiener", "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64"]  # fmt: skip
+                 "--generators", "wiener", "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64",
+                 "--onnx-precisions"]  # fmt: skip (no onnxruntime rows: test_speed_benchmark_onnx_rows has them)
     # The demo config (a 16-channel ResNet CycleGAN) on 32 px crops: a few seconds per row.
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), *arguments], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
@@ -58,3 +63,42 @@ def test_speed_benchmark_measures_the_loop(tmp_path):
     assert plain["flops_per_step"] > 1e8 and plain["tflops_per_second"] > 0
     assert all(row["images_per_second"] > 0 for row in rows) and plain["peak_memory_gib"] > 0.1
     assert done.stdout.strip().splitlines()[-1].startswith("python bench/speed.py --config configs/demo.yaml")
+
+
+ONNX_ARGUMENTS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--modes", "--inference-sizes", "160x96", "--tile", "64"]
+
+
+def test_speed_benchmark_onnx_rows(tmp_path, capsys):
+    """The generator exported to ONNX (fp32 and int8, calibrated on the demo photos) next to PyTorch eager."""
+    assert speed.main([*ONNX_ARGUMENTS, "--out", str(tmp_path)]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "speed.jsonl").read_text().splitlines()]
+    assert [(row["backend"], row["precision"], row["mode"]) for row in rows] == [
+        (backend, precision, mode)
+        for backend, precision in [("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+        for mode in ("deblur whole", "deblur tiled 64")
+    ]
+    assert {(row["generator"], row["size"], row["runs_on"]) for row in rows} == {("resnet", "160x96", "cpu")}
+    assert len({row["threads"] for row in rows}) == 1 and rows[0]["threads"] >= 1  # onnxruntime gets torch's threads
+    fp32, int8 = tmp_path / "onnx" / "resnet.onnx", tmp_path / "onnx" / "resnet.int8.onnx"
+    for row in rows:
+        reference = next(r for r in rows if (r["backend"], r["mode"]) == ("pytorch", row["mode"]))
+        assert row["vs_pytorch_fp32"] == pytest.approx(row["megapixels_per_second"] / reference["megapixels_per_second"])
+        assert row["megapixels_per_second"] == pytest.approx(160 * 96 / 1e6 * row["images_per_second"])
+        if row["backend"] == "onnxruntime":
+            assert row["onnx_mb"] == (fp32 if row["precision"] == "fp32" else int8).stat().st_size / 1e6
+    assert int8.stat().st_size < fp32.stat().st_size / 2  # int8 weights
+    table = capsys.readouterr().out
+    assert "| deblur whole | resnet | 160x96 | onnxruntime | cpu | int8 |" in table
+
+
+def test_speed_benchmark_notes_a_failed_export(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise UserError("cannot export the resnet generator to ONNX: \x1b[96mno\x1b[0m\nsecond line")
+
+    monkeypatch.setattr(to_onnx, "export_checked", refuse)
+    assert speed.main([*ONNX_ARGUMENTS, "--out", str(tmp_path), "--onnx-precisions", "int8"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "speed.jsonl").read_text().splitlines()]
+    failed, whole, tiled = rows  # the PyTorch rows still run
+    assert (failed["mode"], failed["backend"], failed["precision"]) == ("onnx export", "onnxruntime", "int8")
+    assert failed["note"] == "export failed: UserError: cannot export the resnet generator to ONNX: no"
+    assert (whole["backend"], tiled["backend"]) == ("pytorch", "pytorch")

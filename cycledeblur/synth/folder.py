@@ -8,7 +8,7 @@ import numpy as np
 from rich.progress import track
 
 from ..errors import UserError
-from ..image_files import IMAGE_EXTENSIONS, list_images, output_name, read_icc_profile, read_pixels, write_pixels
+from ..image_files import IMAGE_EXTENSIONS, list_images, output_name, read_metadata, read_pixels, write_pixels
 from .degrade import check_degradation, degrade
 
 # JPEG inputs are written as PNG so that the only JPEG artefacts are the ones asked for.
@@ -62,7 +62,7 @@ def synthesize_folder(
             raise UserError(f"output folder {folder} is not empty; choose a new --out or empty it first")
 
     for index in track(range(len(sources)), description="synthesizing blur", disable=not progress):
-        pixels, icc_profile = read_pixels(sources[index]), read_icc_profile(sources[index])
+        pixels, icc_profile = read_pixels(sources[index]), read_metadata(sources[index]).icc_profile
         if index in to_blur:
             blurred, kernel = degrade(pixels, np.random.default_rng([seed, index]), kind, noise_sigma, jpeg_quality)
             write_pixels(blurred, blur_dir / names[index], icc_profile=icc_profile)
