@@ -6,7 +6,7 @@ Rerun: python bench/deploy.py [--out bench/out/deploy] [--quality-out bench/out/
 Models (each trained once, then reused; delete its run folder to retrain):
 - cpu-fast: `configs/cpu-fast.yaml` (the Wiener generator of `make demo` and the quality benchmark), trained as
   `bench/quality.py` trains it, into QUALITY_OUT/runs/cpu-fast (the quality benchmark's own run when it exists);
-- resnet: a ResNet generator (32 channels, 6 residual blocks, 3.4 M parameters) trained pix2pix-style (L1 x 100 and
+- resnet: a ResNet generator (32 channels, 6 residual blocks, 1.96 M parameters) trained pix2pix-style (L1 x 100 and
   LSGAN) for 2000 steps on the quality benchmark's paired training tiles: RESNET_RECIPE below, written to
   OUT/resnet-paired.yaml;
 - resnet-9: the default config's generator (ResNet-9, 64 channels, 11.4 M parameters), untrained (its 9-block

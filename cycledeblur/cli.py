@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         " and scored",
     )  # fmt: skip
     export.add_argument(
+        "--calibration-percentile", type=float, default=None,
+        help="for --int8: each activation's range covers this percentile of its calibration values (default 99.9)",
+    )  # fmt: skip
+    export.add_argument(
         "--check-images", type=Path, metavar="DIR",
         help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images)",
     )  # fmt: skip
@@ -304,11 +308,11 @@ def run_export(args: argparse.Namespace) -> int:
     options = {"opset": args.opset or DEFAULT_OPSET, "input_size": args.input_size or DEFAULT_INPUT_SIZE}
     print_export(export_checked(generator, args.onnx, images, dynamic=args.dynamic, fp16=args.fp16, **options))
     if args.int8:
-        from .export.int8 import calibration_split, int8_report, print_int8, quantize_int8
+        from .export.int8 import CALIBRATION_PERCENTILE, calibration_split, int8_report, print_int8, quantize_int8
 
         split = calibration_split(args.calibration)
         int8_path = args.onnx.with_suffix(".int8.onnx")
-        quantize_int8(args.onnx, int8_path, split.calibration)
+        quantize_int8(args.onnx, int8_path, split.calibration, args.calibration_percentile or CALIBRATION_PERCENTILE)
         print_int8(int8_report(args.onnx, int8_path, split))
     return 0
 

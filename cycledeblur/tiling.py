@@ -104,10 +104,11 @@ class TiledDeblurrer(ABC):
                 total_weight[top : top + tile_h, left : left + tile_w] += weight
         return output / total_weight
 
-    def network_input(self, batch: np.ndarray) -> np.ndarray:
-        """N x C x H x W in [0, 1] -> in [-1, 1], padded at the bottom and right to a size the network takes."""
+    def network_input(self, batch: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """N x C x H x W in [0, 1] -> in [-1, 1], padded at the bottom and right to `size`, by default the smallest
+        size the network takes."""
         height, width = batch.shape[-2:]
-        padded_height, padded_width = self.input_size or (self._padded(height), self._padded(width))
+        padded_height, padded_width = size or self.input_size or (self.padded(height), self.padded(width))
         pad_bottom, pad_right = padded_height - height, padded_width - width
         # Reflection keeps the padded border image-like, so the network sees no artificial edge there; it cannot
         # reach further than the image itself.
@@ -120,5 +121,6 @@ class TiledDeblurrer(ABC):
         output = self.run_network(self.network_input(batch))
         return np.clip((output[:, :, :height, :width].astype(np.float32) + 1) / 2, 0, 1)
 
-    def _padded(self, length: int) -> int:
+    def padded(self, length: int) -> int:
+        """The smallest height or width at least `length` that the network takes (when it takes more than one)."""
         return math.ceil(max(length, self.min_size) / self.multiple) * self.multiple
