@@ -351,9 +351,11 @@ class TrainingSession:
         save_loop_state(folder, self._shared_state(), self._process_state, self.accelerator.process_index)
 
     def _running_means(self) -> dict[str, float]:
-        """The mean of each loss term since the last log step, over the steps and the processes (a host sync)."""
-        means = {name: total / count for name, (total, count) in self._running.items()}
-        return {f"loss/{name}": value.item() for name, value in self.accelerator.reduce(means, reduction="mean").items()}
+        """The mean of each loss term since the last log step, over the steps and the processes: the terms travel
+        as one tensor, so this is one collective and one host sync however many terms there are."""
+        means = torch.stack([(total / count).float() for total, count in self._running.values()])
+        values = self.accelerator.reduce(means, reduction="mean").tolist()
+        return {f"loss/{name}": value for name, value in zip(self._running, values)}
 
     def _stop_if_diverged(self, means: dict[str, float]) -> None:
         broken = [name for name, value in means.items() if not math.isfinite(value)]
