@@ -105,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
     export.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
-    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
+    export.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: 18)")
     export.add_argument(
         "--dynamic", action="store_true",
         help="any batch size and image size (multiples of the stride); default: one image of --input-size",
     )  # fmt: skip
     export.add_argument(
-        "--input-size", type=int, default=None, help="without --dynamic: the input's height and width (default 512)"
+        "--input-size", type=int, default=None, metavar="N", help="without --dynamic: the input's height and width (default 512)"
     )
     export.add_argument(
         "--fp16", action="store_true", help="float16 weights and arithmetic (inputs and outputs stay float32)"
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         " and scored",
     )  # fmt: skip
     export.add_argument(
-        "--calibration-percentile", type=float, default=None,
+        "--calibration-percentile", type=float, default=None, metavar="P",
         help="for --int8: each activation's range covers this percentile of its calibration values (default 99.9)",
     )  # fmt: skip
     export.add_argument(
