@@ -5,7 +5,9 @@ Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [
        [--modes plain tuned fused_adam bf16 channels_last compile shipped] [--generators unet light wiener]
        [--steps 5] [--out DIR]
        [--inference-sizes 1280x720 4000x3000] [--tile 512] [--inference-precisions fp32 bf16]
-(`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows.)
+       [--onnx-precisions fp32 int8] [--inference-repeats 3]
+(`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows,
+`--onnx-precisions` with no precision the onnxruntime rows.)
 
 Every row runs the real training loop (`cycledeblur.training.train`, data loading included) in its own process, on
 the demo photos blurred by `synth` (built once in OUT/data), for 2 x --steps steps. The first --steps steps are the
@@ -25,9 +27,19 @@ plain loop: a multiply-add counts 2), the achieved TFLOP/s, and on a GPU the MFU
 peak. A last row times the data loader alone. Prints the table (terminal and Markdown), writes OUT/speed.jsonl
 (one JSON object per row), and ends with the command line.
 
-Inference: `Deblurrer` (what `cycledeblur deblur` runs) with the config's generator on the `coffee` photo resized to
-each size, whole and in --tile tiles (overlap 32), per precision: megapixels/s, images/s, and the tiled run's time
-over the whole-image run's (the tiling overhead), after a warm-up pass.
+Inference: `Deblurrer` (what `cycledeblur deblur` runs; PyTorch eager) with the config's generator on the `coffee`
+photo resized to each size, whole and in --tile tiles (overlap 32), per precision: megapixels/s, images/s, and the
+tiled run's time over the whole-image run's (the tiling overhead): the median of --inference-repeats passes, after
+a warm-up pass on the photo itself. Next to them, per --onnx-precisions, the same generator exported to ONNX
+(`export_checked`, dynamic axes, parity-checked against PyTorch on 2 real photos; int8: `quantize_int8`, calibrated
+on 4 of the blurred demo photos in OUT/data/blur), both files in OUT/onnx, run by `OnnxDeblurrer` (what `cycledeblur
+deblur --model FILE.onnx` runs) on the same photo, whole and tiled, with as many intra-op threads as torch uses
+(recorded per CPU row), timed alike: on the CPU (CPUExecutionProvider), and on a GPU also with the CUDAExecutionProvider when this onnxruntime has it (a GPU
+run then adds a PyTorch fp32 CPU row, the CPU rows' reference). Every inference row names its backend (pytorch /
+onnxruntime), where it runs (`runs_on`: cpu / cuda) and its precision, and carries its speed over the PyTorch fp32
+row of the same generator, size, tiling and device (`vs_pytorch_fp32`); onnxruntime rows carry their model file's
+size (`onnx_mb`). A generator family that cannot be exported gets a row with the reason (`note`) instead of its
+onnxruntime rows.
 """
 
 from __future__ import annotations
@@ -36,8 +48,10 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +60,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -89,6 +104,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--inference-precisions", nargs="+", default=None, choices=["fp32", "bf16", "fp16"],
         help="default: fp32, bf16 and fp16 on a GPU; fp32 on the CPU (bf16 is 11-26x slower on AVX2-only CPUs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--onnx-precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"],
+        help="also time the generator exported to ONNX, in onnxruntime, at these precisions (default %(default)s; "
+        "none: skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inference-repeats", type=int, default=3, help="timed passes per inference row, median (default 3)"
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process, print its JSON
     return parser.parse_args(argv)
 
@@ -191,11 +214,12 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     return delivered / (time.perf_counter() - started)
 
 
-def inference_rows(args: argparse.Namespace, on_gpu: bool) -> list[dict[str, Any]]:
+def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[dict[str, Any]]:
     """Megapixels/s of `Deblurrer` with the config's (untrained: speed does not depend on the weights) generator on a
-    real photo resized to each size, whole and tiled, per precision; the tiled rows carry the tiling overhead."""
+    real photo resized to each size, whole and tiled, per precision; then of the same generator exported to ONNX,
+    in onnxruntime, per --onnx-precisions and device. The tiled rows carry the tiling overhead, every row its speed
+    over the PyTorch fp32 row of the same generator, size, tiling and device."""
     from PIL import Image
-    from torchvision.transforms.functional import to_tensor
 
     from cycledeblur.config import load_config
     from cycledeblur.demo import load_photo
@@ -208,34 +232,158 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool) -> list[dict[str, Any
     families += [(family, {}) for family in args.generators if family != config.model.generator.name]
     precisions = args.inference_precisions or (["fp32", "bf16", "fp16"] if on_gpu else ["fp32"])
     device = "cuda" if on_gpu else "cpu"
+    threads = torch.get_num_threads()  # PyTorch's intra-op threads; onnxruntime gets as many
+    ort_devices = onnx_devices(on_gpu) if args.onnx_precisions else []
     rows = []
-    for (family, options), size, precision in itertools.product(families, args.inference_sizes, precisions):
+    for family, options in families:
         generator = build_generator(family, in_channels=channels, out_channels=channels, **options)
-        width, height = (int(side) for side in size.split("x"))
-        photo = to_tensor(Image.fromarray(load_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC))
-        seconds = {}
-        for tiled in (False, True):
-            deblurrer = Deblurrer(generator, device=device, precision=precision, tile=args.tile if tiled else None)
-            # Warm-up: kernels, allocator; on a GPU cuDNN autotunes for these very shapes (on the CPU a crop will do).
-            deblurrer(photo if on_gpu else photo[:, :256, :256])
-            seconds[tiled] = mean_seconds(lambda: deblurrer(photo))  # returns on the CPU: waits for the device
-        for tiled in (False, True):
-            row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "generator": family,
-                   "size": size, "precision": precision, "megapixels_per_second": width * height / 1e6 / seconds[tiled],
-                   "images_per_second": 1 / seconds[tiled]}  # fmt: skip
-            if tiled:
-                row["tiling_overhead"] = seconds[True] / seconds[False] - 1
-            rows.append(row)
+        # Exported first, on the CPU (a Deblurrer on a GPU moves the generator there).
+        models, failures = export_models(generator, family, args.onnx_precisions if ort_devices else [], args.out, data)
+        rows += [{"mode": "onnx export", "generator": family, "backend": "onnxruntime", "precision": precision,
+                  "note": note} for precision, note in failures.items()]  # fmt: skip
+        for size in args.inference_sizes:
+            width, height = (int(side) for side in size.split("x"))
+            photo = Image.fromarray(load_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC)
+            photo = np.asarray(photo, dtype=np.float32).transpose(2, 0, 1) / 255  # C x H x W in [0, 1], as to_tensor
+            runs: list[tuple[str, str, str]] = [("pytorch", precision, device) for precision in precisions]
+            if on_gpu and "cpu" in ort_devices and models:  # the reference of the onnxruntime CPU rows
+                runs.append(("pytorch", "fp32", "cpu"))
+            runs += [("onnxruntime", precision, where) for where in ort_devices for precision in models]
+            size_rows = []
+            for backend, precision, where in runs:
+                if backend == "pytorch":
+                    def make(tile, precision=precision, where=where):
+                        return Deblurrer(generator, device=where, precision=precision, tile=tile)
+                else:
+                    def make(tile, precision=precision, where=where):
+                        return onnx_deblurrer(models[precision], where, tile, threads)
+                try:
+                    seconds = whole_and_tiled_seconds(make, photo, args.tile, args.inference_repeats)
+                except Exception as error:  # an execution provider that cannot run this graph: say so, go on
+                    if backend == "pytorch":
+                        raise
+                    size_rows.append({"mode": "deblur", "generator": family, "size": size, "backend": backend,
+                                      "runs_on": where, "precision": precision, "note": one_line(error)})  # fmt: skip
+                    continue
+                for tiled in (False, True):
+                    row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "generator": family,
+                           "size": size, "backend": backend, "runs_on": where, "precision": precision,
+                           "megapixels_per_second": width * height / 1e6 / seconds[tiled],
+                           "images_per_second": 1 / seconds[tiled]}  # fmt: skip
+                    if tiled:
+                        row["tiling_overhead"] = seconds[True] / seconds[False] - 1
+                    if where == "cpu":
+                        row["threads"] = threads
+                    if backend == "onnxruntime":
+                        row["onnx_mb"] = models[precision].stat().st_size / 1e6
+                    size_rows.append(row)
+            add_ratios(size_rows)
+            rows += size_rows
     return rows
 
 
-def mean_seconds(run: Callable[[], Any], budget: float = 2.0) -> float:
-    """Mean wall time of `run`, repeated until `budget` seconds have passed (at least once)."""
-    started, runs = time.perf_counter(), 0
-    while runs == 0 or time.perf_counter() - started < budget:
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """`vs_pytorch_fp32`: each timed row's megapixels/s over that of the PyTorch fp32 row of the same tiling and
+    device, among `rows` (one generator and size)."""
+    references = {(row["mode"], row["runs_on"]): row["megapixels_per_second"] for row in rows
+                  if (row["backend"], row["precision"]) == ("pytorch", "fp32") and "megapixels_per_second" in row}  # fmt: skip
+    for row in rows:
+        reference = references.get((row["mode"], row["runs_on"]))
+        if reference and "megapixels_per_second" in row:
+            row["vs_pytorch_fp32"] = row["megapixels_per_second"] / reference
+
+
+def onnx_devices(on_gpu: bool) -> list[str]:
+    """Where the onnxruntime rows run: the CPU, and the GPU when this onnxruntime has the CUDA execution provider."""
+    try:
+        import onnxruntime
+    except ImportError:
+        console.print("note: onnxruntime is not installed (pip install 'cycledeblur[onnx]'): no onnxruntime rows")
+        return []
+    if not on_gpu:
+        console.print("note: no GPU: the onnxruntime rows run on the CPU only", highlight=False)
+        return ["cpu"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        console.print("note: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu): "
+                      "the onnxruntime rows run on the CPU only", highlight=False)  # fmt: skip
+        return ["cpu"]
+    return ["cpu", "cuda"]
+
+
+def export_models(
+    generator: torch.nn.Module, family: str, precisions: list[str], out: Path, data: Path
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """The generator exported with dynamic axes (fp32, checked against PyTorch on 2 real photos) and quantized to
+    int8 (calibrated on 4 real photos), into OUT/onnx: {precision: file} and {precision: why it failed}."""
+    if not precisions:
+        return {}, {}
+    from cycledeblur.export.int8 import quantize_int8
+    from cycledeblur.export.to_onnx import check_images, export_checked
+    from cycledeblur.image_files import list_images
+
+    fp32 = out / "onnx" / f"{family}.onnx"
+    console.print(f"exporting the {family} generator to {fp32} ...", highlight=False)
+    try:
+        export_checked(generator, fp32, check_images(data / "blur", generator.in_channels), dynamic=True)
+    except Exception as error:  # the exporter raises many types; every one means no ONNX rows for this family
+        return {}, {precision: f"export failed: {one_line(error)}" for precision in precisions}
+    models, failures = {"fp32": fp32}, {}
+    if "int8" in precisions:
+        # One blurred tile of each of 4 different demo photos (the first tile of every photo, 4 spread over them).
+        firsts: dict[str, Path] = {}
+        for path in list_images(data / "blur"):  # name order: china_0.png, china_1.png, ..., flower_0.png, ...
+            firsts.setdefault(path.stem.rsplit("_", 1)[0], path)
+        photos = list(firsts.values())
+        calibration = [photos[index * len(photos) // 4] for index in range(min(4, len(photos)))]
+        int8 = out / "onnx" / f"{family}.int8.onnx"
+        try:
+            quantize_int8(fp32, int8, calibration)
+            models["int8"] = int8
+        except Exception as error:
+            failures["int8"] = f"int8 quantization failed: {one_line(error)}"
+    return {precision: models[precision] for precision in precisions if precision in models}, failures
+
+
+def onnx_deblurrer(path: Path, device: str, tile: int | None, threads: int) -> Any:
+    """`OnnxDeblurrer` with `threads` intra-op threads; on a GPU, refuses onnxruntime's silent fall-back to the CPU
+    (a CUDA provider whose libraries do not load)."""
+    from cycledeblur.export.runtime import OnnxDeblurrer
+
+    deblurrer = OnnxDeblurrer(path, device=device, tile=tile, threads=threads)
+    if device != "cpu" and deblurrer.session.get_providers()[0] != "CUDAExecutionProvider":
+        providers = deblurrer.session.get_providers()
+        raise RuntimeError(f"onnxruntime fell back to {providers} (its CUDA libraries did not load)")
+    return deblurrer
+
+
+def whole_and_tiled_seconds(
+    make: Callable[[int | None], Any], photo: np.ndarray, tile: int, repeats: int
+) -> dict[bool, float]:
+    """Median seconds of `repeats` `deblur` passes over `photo` by `make(None)` (whole) and `make(tile)` (tiled),
+    after a warm-up pass on the photo itself: kernels, allocator, cuDNN's autotuning for these very shapes,
+    onnxruntime's memory plan per input shape."""
+    seconds = {}
+    for tiled in (False, True):
+        deblurrer = make(tile if tiled else None)
+        deblurrer.deblur(photo)
+        seconds[tiled] = median_seconds(lambda: deblurrer.deblur(photo), repeats)  # a host array: waits for the device
+    return seconds
+
+
+def one_line(error: Exception) -> str:
+    """The error's type and first line, without terminal colour codes (the ONNX exporter colours its messages)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return f"{type(error).__name__}: {(text.splitlines() or [''])[0]}"
+
+
+def median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    """The median wall time of `repeats` calls of `run`: one slow pass (another process's burst) does not count."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
         run()
-        runs += 1
-    return (time.perf_counter() - started) / runs
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def child(command: list[str]) -> tuple[dict[str, Any], float]:
@@ -322,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
                            json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
         record({"mode": "data loader alone", **loader})
-    inference = inference_rows(args, on_gpu) if args.inference_sizes else []
+    inference = inference_rows(args, on_gpu, data) if args.inference_sizes else []
     for row in inference:
         record(row)
     jsonl.close()
@@ -357,9 +505,15 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
 
 
 def report_inference(rows: list[dict[str, Any]]) -> None:
-    headers = ["deblur", "generator", "size", "precision", "megapixels/s", "images/s", "tiling overhead"]
-    lines = [[row["mode"], row["generator"], row["size"], row["precision"], f"{row['megapixels_per_second']:.3g}",
-              f"{row['images_per_second']:.3g}", f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else ""]
+    headers = ["deblur", "generator", "size", "backend", "on", "precision", "threads", "megapixels/s", "images/s",
+               "vs PyTorch fp32", "tiling overhead", "file (MB)", "note"]  # fmt: skip
+    lines = [[row["mode"], row["generator"], row.get("size", ""), row.get("backend", ""), row.get("runs_on", ""),
+              row["precision"], str(row.get("threads", "")),
+              f"{row['megapixels_per_second']:.3g}" if "megapixels_per_second" in row else "",
+              f"{row['images_per_second']:.3g}" if "images_per_second" in row else "",
+              f"{row['vs_pytorch_fp32']:.2f}x" if "vs_pytorch_fp32" in row else "",
+              f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else "",
+              f"{row['onnx_mb']:.2f}" if "onnx_mb" in row else "", row.get("note", "")]
              for row in rows]  # fmt: skip
     print("| " + " | ".join(headers) + " |\n" + "| --- " * len(headers) + "|")
     print("\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n")

@@ -9,7 +9,6 @@ import pytest
 from bench import speed
 from cycledeblur.errors import UserError
 from cycledeblur.export import to_onnx
-
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
@@ -44,7 +43,7 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
 def test_speed_benchmark_measures_the_loop(tmp_path):
     arguments = ["--config", "configs/demo.yaml", "--crops", "32", "--batches", "2", "--modes", "plain", "tuned",
                  "--generators", "wiener", "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64",
-                 "--onnx-precisions"]  # fmt: skip (no onnxruntime rows: test_speed_benchmark_onnx_rows has them)
+                 "--inference-repeats", "1", "--onnx-precisions"]  # fmt: skip (no onnxruntime rows: the test below)
     # The demo config (a 16-channel ResNet CycleGAN) on 32 px crops: a few seconds per row.
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), *arguments], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
@@ -65,7 +64,8 @@ def test_speed_benchmark_measures_the_loop(tmp_path):
     assert done.stdout.strip().splitlines()[-1].startswith("python bench/speed.py --config configs/demo.yaml")
 
 
-ONNX_ARGUMENTS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--modes", "--inference-sizes", "160x96", "--tile", "64"]
+ONNX_ARGUMENTS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--modes", "--inference-sizes", "160x96", "--tile", "64",
+                  "--inference-repeats", "1"]
 
 
 def test_speed_benchmark_onnx_rows(tmp_path, capsys):
