@@ -19,7 +19,7 @@ trained on and no calibration saw. For each model this runs what
 
     cycledeblur export --model RUN --onnx OUT/NAME.onnx --dynamic --int8 --calibration OUT/calibration
 
-runs (parity on the first 2 calibration images, 250 px crops; int8: PSNR / SSIM of fp32 and int8 against the
+runs (parity on 2 calibration images, 250 px crops; int8: PSNR / SSIM of fp32 and int8 against the
 sharp test photos, whole images), prints a table and writes OUT/deploy.json.
 """
 

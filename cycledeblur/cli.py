@@ -163,7 +163,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"],
+        help="autocast precision (default fp32); an ONNX model's is set at export",
+    )  # fmt: skip
     parser.add_argument("--tile", type=int, default=None, help="process images larger than this as tiles (pixels)")
     parser.add_argument(
         "--tile-overlap", type=int, default=None,

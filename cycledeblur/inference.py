@@ -42,12 +42,13 @@ class Deblurrer(TiledDeblurrer):
         self,
         generator: torch.nn.Module,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str | None = None,
         tile: int | None = None,
         tile_overlap: int | None = None,
         batch_size: int = 1,
     ):
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        precision = precision or "fp32"
         if precision not in dtypes:
             raise UserError(f"--precision {precision}: choose one of {', '.join(dtypes)}")
         super().__init__(generator.in_channels, generator.size_multiple, 1, tile, tile_overlap, batch_size)

@@ -18,6 +18,7 @@ from cycledeblur.export import to_onnx
 from cycledeblur.export.runtime import METADATA_GENERATOR, METADATA_PRECISION, OnnxDeblurrer
 from cycledeblur.image_arrays import adapt_channels, read_image_array
 from cycledeblur.inference import Deblurrer, resolve_generator
+from cycledeblur.models import build_generator
 from cycledeblur.tiling import TiledDeblurrer
 from cycledeblur.training import train
 
@@ -187,7 +188,7 @@ def test_fixed_size_fp16_export_tiles_at_its_size(resnet_run, odd_inputs, paired
     assert (
         "--batch-size 2: this model takes batches of 1" in errors and "--tile 64: this model takes only 48x48" in errors
     )
-    assert "precision is set at export (this one is fp16)" in errors
+    assert "precision is set at export (this one: fp16)" in errors
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         assert main(["deblur", "--model", str(path), str(odd_inputs), "--out", str(out), "--device", "cuda"]) == 2
         assert "no CUDA execution provider" in capsys.readouterr().err
@@ -243,6 +244,14 @@ def test_export_and_onnx_model_errors_are_one_line(resnet_run, paired, odd_input
     for args, message in cases.items():
         assert main(["export", *model, *args]) == 2
         assert message in capsys.readouterr().err
+    # The sharp -> blurred kernel generator (a training partner, not a deblurrer) exports for one size only.
+    build_generator("kernel", kernel_size=9, base_channels=4).save_pretrained(tmp_path / "kernel")
+    args = ["--model", str(tmp_path / "kernel"), "--onnx", str(tmp_path / "kernel.onnx"), "--dynamic",
+            "--check-images", str(paired / "blur")]  # fmt: skip
+    assert main(["export", *args]) == 2
+    error = capsys.readouterr().err
+    assert "cannot export the kernel generator to ONNX: <class 'TypeError'>" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "kernel.onnx").exists()
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07not a protobuf at all")
     foreign = onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["x"], ["y"])], "foreign",

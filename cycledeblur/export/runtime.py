@@ -54,12 +54,17 @@ def open_session(path: str | Path, device: str = "cpu", threads: int | None = No
     options.log_severity_level = 3  # errors only: its warnings are about graph optimisations, not about the user
     if threads:
         options.intra_op_num_threads = threads
+    providers = execution_providers(device)
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=execution_providers(device))
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:
         if not is_onnxruntime_error(error):
             raise
         raise UserError(f"--model {path}: onnxruntime cannot load it ({first_line(error)})") from None
+    # Without its CUDA libraries, onnxruntime falls back to the CPU with a mere log line: a GPU run must not.
+    if device != "cpu" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise UserError(f"--device {device}: onnxruntime could not start its CUDA execution provider (CUDA, cuDNN?)")
+    return session
 
 
 def is_onnxruntime_error(error: Exception) -> bool:
@@ -78,7 +83,7 @@ class OnnxDeblurrer(TiledDeblurrer):
         self,
         path: str | Path,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str | None = None,
         tile: int | None = None,
         tile_overlap: int | None = None,
         batch_size: int = 1,
@@ -91,9 +96,9 @@ class OnnxDeblurrer(TiledDeblurrer):
                 f"--model {path}: not exported by `cycledeblur export` (its metadata has no {METADATA_SIZE_MULTIPLE})"
             )
         self.precision = metadata.get(METADATA_PRECISION, "fp32")
-        if precision != "fp32":
+        if precision not in (None, self.precision):
             raise UserError(
-                f"--precision {precision}: an ONNX model's precision is set at export (this one is {self.precision})"
+                f"--precision {precision}: an ONNX model's precision is set at export (this one: {self.precision})"
             )
         self.generator_config = json.loads(metadata.get(METADATA_GENERATOR, "{}"))
         (model_input,) = self.session.get_inputs()

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ def export_onnx(
                 input_names=["blurred"], output_names=["deblurred"], external_data=False, verbose=False,
             )  # fmt: skip
     except Exception as error:  # the exporter raises many types, all meaning "this graph cannot be exported"
-        raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {first_line(error)}") from error
+        raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {exporter_reason(error)}") from error
     model = onnx.load(str(path))
     # The exporter's intermediate shape annotations can be wrong for the FFTs' one-sided spectra, and onnxruntime
     # trusts them when it plans buffers; they are optional, so the runtime infers shapes itself.
@@ -134,13 +135,21 @@ def export_onnx(
     onnx.checker.check_model(str(path), full_check=True)
 
 
+def exporter_reason(error: Exception) -> str:
+    """What stopped torch's exporter: its messages open with advice (in terminal colours) and give the cause after
+    "Exception summary"."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    return first_line(Exception(text.partition("Exception summary")[2] or text))
+
+
 def check_images(
     folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE
 ) -> list[tuple[str, np.ndarray]]:
-    """The first `count` images of `folder` (name order), centre-cropped to at most `size` x `size`."""
+    """`count` images spread over `folder` (every n-th in name order), centre-cropped to at most `size` x `size`."""
     if not folder.is_dir():
         raise UserError(f"--check-images {folder}: no such folder")
-    paths = list_images(folder)[:count]
+    paths = list_images(folder)
+    paths = paths[:: max(1, len(paths) // count)][:count]
     if not paths:
         raise UserError(f"--check-images {folder} contains no images")
     return [(path.name, centre_crop(read_image_array(path, channels)[0], size)) for path in paths]
