@@ -5,7 +5,7 @@ Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [
        [--modes plain tuned fused_adam bf16 channels_last compile shipped] [--generators unet light wiener]
        [--steps 5] [--out DIR]
        [--inference-sizes 1280x720 4000x3000] [--tile 512] [--inference-precisions fp32 bf16]
-       [--onnx-precisions fp32 int8] [--inference-repeats 3]
+       [--onnx-precisions fp32 int8] [--onnx-input-size N] [--inference-repeats 3]
 (`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows,
 `--onnx-precisions` with no precision the onnxruntime rows.)
 
@@ -31,7 +31,7 @@ Inference: `Deblurrer` (what `cycledeblur deblur` runs; PyTorch eager) with the 
 photo resized to each size, whole and in --tile tiles (overlap 32), per precision: megapixels/s, images/s, and the
 tiled run's time over the whole-image run's (the tiling overhead): the median of --inference-repeats passes, after
 a warm-up pass on the photo itself. Next to them, per --onnx-precisions, the same generator exported to ONNX
-(`export_checked`, dynamic axes, parity-checked against PyTorch on 2 real photos; int8: `quantize_int8`, calibrated
+(`export_checked`, dynamic axes or one --onnx-input-size, parity-checked against PyTorch on 2 real photos; int8: `quantize_int8`, calibrated
 on 4 of the blurred demo photos in OUT/data/blur), both files in OUT/onnx, run by `OnnxDeblurrer` (what `cycledeblur
 deblur --model FILE.onnx` runs) on the same photo, whole and tiled, with as many intra-op threads as torch uses
 (recorded per CPU row), timed alike: on the CPU (CPUExecutionProvider), and on a GPU also with the CUDAExecutionProvider when this onnxruntime has it (a GPU
@@ -108,6 +108,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--onnx-precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"],
         help="also time the generator exported to ONNX, in onnxruntime, at these precisions (default %(default)s; "
         "none: skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--onnx-input-size", type=int, metavar="N",
+        help="export for this one input size (onnxruntime then tiles at it) instead of with dynamic axes",
     )  # fmt: skip
     parser.add_argument(
         "--inference-repeats", type=int, default=3, help="timed passes per inference row, median (default 3)"
@@ -223,6 +227,7 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
 
     from cycledeblur.config import load_config
     from cycledeblur.demo import load_photo
+    from cycledeblur.export.runtime import OnnxDeblurrer
     from cycledeblur.inference import Deblurrer
     from cycledeblur.models import build_generator
 
@@ -238,7 +243,8 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
     for family, options in families:
         generator = build_generator(family, in_channels=channels, out_channels=channels, **options)
         # Exported first, on the CPU (a Deblurrer on a GPU moves the generator there).
-        models, failures = export_models(generator, family, args.onnx_precisions if ort_devices else [], args.out, data)
+        precisions_to_export = args.onnx_precisions if ort_devices else []
+        models, failures = export_models(generator, family, precisions_to_export, args.out, data, args.onnx_input_size)
         rows += [{"mode": "onnx export", "generator": family, "backend": "onnxruntime", "precision": precision,
                   "note": note} for precision, note in failures.items()]  # fmt: skip
         for size in args.inference_sizes:
@@ -256,7 +262,7 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
                         return Deblurrer(generator, device=where, precision=precision, tile=tile)
                 else:
                     def make(tile, precision=precision, where=where):
-                        return onnx_deblurrer(models[precision], where, tile, threads)
+                        return OnnxDeblurrer(models[precision], device=where, tile=tile, threads=threads)
                 try:
                     seconds = whole_and_tiled_seconds(make, photo, args.tile, args.inference_repeats)
                 except Exception as error:  # an execution provider that cannot run this graph: say so, go on
@@ -311,10 +317,11 @@ def onnx_devices(on_gpu: bool) -> list[str]:
 
 
 def export_models(
-    generator: torch.nn.Module, family: str, precisions: list[str], out: Path, data: Path
+    generator: torch.nn.Module, family: str, precisions: list[str], out: Path, data: Path, input_size: int | None
 ) -> tuple[dict[str, Path], dict[str, str]]:
-    """The generator exported with dynamic axes (fp32, checked against PyTorch on 2 real photos) and quantized to
-    int8 (calibrated on 4 real photos), into OUT/onnx: {precision: file} and {precision: why it failed}."""
+    """The generator exported with dynamic axes, or for one `input_size` (fp32, checked against PyTorch on 2 real
+    photos), and quantized to int8 (calibrated on 4 real photos), into OUT/onnx: {precision: file} and {precision:
+    why it failed}."""
     if not precisions:
         return {}, {}
     from cycledeblur.export.int8 import quantize_int8
@@ -324,7 +331,8 @@ def export_models(
     fp32 = out / "onnx" / f"{family}.onnx"
     console.print(f"exporting the {family} generator to {fp32} ...", highlight=False)
     try:
-        export_checked(generator, fp32, check_images(data / "blur", generator.in_channels), dynamic=True)
+        shape = {"dynamic": True} if input_size is None else {"input_size": input_size}
+        export_checked(generator, fp32, check_images(data / "blur", generator.in_channels), **shape)
     except Exception as error:  # the exporter raises many types; every one means no ONNX rows for this family
         return {}, {precision: f"export failed: {one_line(error)}" for precision in precisions}
     models, failures = {"fp32": fp32}, {}
@@ -342,18 +350,6 @@ def export_models(
         except Exception as error:
             failures["int8"] = f"int8 quantization failed: {one_line(error)}"
     return {precision: models[precision] for precision in precisions if precision in models}, failures
-
-
-def onnx_deblurrer(path: Path, device: str, tile: int | None, threads: int) -> Any:
-    """`OnnxDeblurrer` with `threads` intra-op threads; on a GPU, refuses onnxruntime's silent fall-back to the CPU
-    (a CUDA provider whose libraries do not load)."""
-    from cycledeblur.export.runtime import OnnxDeblurrer
-
-    deblurrer = OnnxDeblurrer(path, device=device, tile=tile, threads=threads)
-    if device != "cpu" and deblurrer.session.get_providers()[0] != "CUDAExecutionProvider":
-        providers = deblurrer.session.get_providers()
-        raise RuntimeError(f"onnxruntime fell back to {providers} (its CUDA libraries did not load)")
-    return deblurrer
 
 
 def whole_and_tiled_seconds(

@@ -67,6 +67,7 @@ class ExportReport:
     max_difference: float  # on the [-1, 1] outputs, against the PyTorch model in float32
     tolerance: float
     checked_images: list[str]
+    has_dft: bool  # FFTs (the Wiener generator): onnxruntime computes them fast at power-of-two lengths only
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -185,10 +186,12 @@ def export_checked(
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
+    import onnx
+
     shape = OnnxDeblurrer(path).session.get_inputs()[0].shape
-    return ExportReport(
-        path, precision, path.stat().st_size, shape, difference, tolerance, [name for name, _ in images]
-    )
+    has_dft = any(node.op_type == "DFT" for node in onnx.load(str(path)).graph.node)
+    names = [name for name, _ in images]
+    return ExportReport(path, precision, path.stat().st_size, shape, difference, tolerance, names, has_dft)
 
 
 def print_export(report: ExportReport) -> None:
@@ -200,3 +203,10 @@ def print_export(report: ExportReport) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if report.has_dft and not all(isinstance(side, int) for side in report.input_shape):
+        Console().print(
+            "note: this graph computes FFTs, which onnxruntime does fast only at power-of-two lengths; for speed,"
+            " export it for one input size that is a power of two (--input-size 256 or 512): its FFTs are twice that",
+            highlight=False,
+            soft_wrap=True,
+        )
