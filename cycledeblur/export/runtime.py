@@ -3,7 +3,6 @@ a deployment needs only onnxruntime, numpy and the image libraries."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +99,6 @@ class OnnxDeblurrer(TiledDeblurrer):
             raise UserError(
                 f"--precision {precision}: an ONNX model's precision is set at export (this one: {self.precision})"
             )
-        self.generator_config = json.loads(metadata.get(METADATA_GENERATOR, "{}"))
         (model_input,) = self.session.get_inputs()
         self.input_name = model_input.name
         batch, channels, height, width = model_input.shape
