@@ -17,6 +17,10 @@ from .errors import UserError
 DEFAULT_TILE_OVERLAP = 32
 
 
+def round_up(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
 def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1, fixed: bool = False) -> tuple[int, list[int]]:
     """The size and start offsets of the fewest tiles of at most `tile` pixels that cover `length` with neighbours
     overlapping by at least `overlap`. The tiles share one size, as small as that allows (rounded up to `multiple`,
@@ -25,11 +29,7 @@ def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1, fixed: 
     if length <= tile:
         return length, [0]
     count = math.ceil((length - overlap) / (tile - overlap))
-    size = (
-        tile
-        if fixed
-        else min(tile, math.ceil(math.ceil((length + (count - 1) * overlap) / count) / multiple) * multiple)
-    )
+    size = tile if fixed else min(tile, round_up(math.ceil((length + (count - 1) * overlap) / count), multiple))
     return size, [index * (length - size) // (count - 1) for index in range(count)]
 
 
@@ -123,4 +123,4 @@ class TiledDeblurrer(ABC):
 
     def padded(self, length: int) -> int:
         """The smallest height or width at least `length` that the network takes (when it takes more than one)."""
-        return math.ceil(max(length, self.min_size) / self.multiple) * self.multiple
+        return round_up(max(length, self.min_size), self.multiple)

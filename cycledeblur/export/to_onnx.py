@@ -7,12 +7,12 @@ import contextlib
 import copy
 import io
 import json
-import math
 import os
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..image_arrays import centre_crop, read_image_array
 from ..image_files import list_images
 from ..inference import Deblurrer
 from ..models.hub import CONFIG_NAME
+from ..tiling import round_up
 from .runtime import (
     INSTALL_HINT,
     METADATA_GENERATOR,
@@ -32,6 +33,9 @@ from .runtime import (
     METADATA_SIZE_MULTIPLE,
     OnnxDeblurrer,
 )
+
+if TYPE_CHECKING:
+    import onnx
 
 # 18 is the oldest opset torch's exporter writes natively; TensorRT 10 and onnxruntime >= 1.14 read it.
 DEFAULT_OPSET = 18
@@ -70,10 +74,6 @@ class ExportReport:
     has_dft: bool  # FFTs (the Wiener generator): onnxruntime computes them fast at power-of-two lengths only
 
 
-def round_up(value: int, multiple: int) -> int:
-    return math.ceil(value / multiple) * multiple
-
-
 def export_onnx(
     generator: nn.Module,
     path: Path,
@@ -82,10 +82,11 @@ def export_onnx(
     dynamic: bool = False,
     input_size: int = DEFAULT_INPUT_SIZE,
     fp16: bool = False,
-) -> None:
-    """Write `generator` to `path` as an ONNX graph, checked by onnx's checker: inputs and outputs N x C x H x W
-    float32 in [-1, 1]. `dynamic`: any batch, and any height and width that are multiples of the generator's stride
-    (at least EXPORT_MIN_SIZE); otherwise one image of `input_size` x `input_size` (rounded up to the stride)."""
+) -> onnx.ModelProto:
+    """Write `generator` to `path` as an ONNX graph, checked by onnx's checker, and return it: inputs and outputs
+    N x C x H x W float32 in [-1, 1]. `dynamic`: any batch, and any height and width that are multiples of the
+    generator's stride (at least EXPORT_MIN_SIZE); otherwise one image of `input_size` x `input_size` (rounded up to
+    the stride)."""
     try:
         import onnx
     except ImportError:
@@ -95,7 +96,7 @@ def export_onnx(
     min_size = round_up(EXPORT_MIN_SIZE, multiple)
     if dynamic:
         # An example batch of 2: torch.export would take a dimension of 1 for a constant.
-        example = torch.rand(2, channels, min_size, min_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        batch, size = 2, min_size
         if multiple == 1:
             height, width = (torch.export.Dim(side, min=min_size) for side in ("height", "width"))
         else:  # the graph's input shape reads "4*height_blocks": the runtime (and a user) sees the stride
@@ -103,9 +104,9 @@ def export_onnx(
             height, width = (multiple * dim for dim in blocks)
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1), 2: height, 3: width},)
     else:
-        size = round_up(max(input_size, min_size), multiple)
-        example = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        batch, size = 1, round_up(max(input_size, min_size), multiple)
         dynamic_shapes = None
+    example = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     network = Float16Network(generator) if fp16 else generator
     try:
         # The exporter reports each stage on stdout and warns about internals the user cannot change.
@@ -116,7 +117,8 @@ def export_onnx(
                 input_names=["blurred"], output_names=["deblurred"], external_data=False, verbose=False,
             )  # fmt: skip
     except Exception as error:  # the exporter raises many types, all meaning "this graph cannot be exported"
-        raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {exporter_reason(error)}") from error
+        reason = exporter_reason(error)
+        raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {reason}") from error
     model = onnx.load(str(path))
     # The exporter's intermediate shape annotations can be wrong for the FFTs' one-sided spectra, and onnxruntime
     # trusts them when it plans buffers; they are optional, so the runtime infers shapes itself.
@@ -124,16 +126,16 @@ def export_onnx(
     # The exporter files each node's Python stack trace: paths on this machine, and 40% of a small model's bytes.
     for node in model.graph.node:
         del node.metadata_props[:]
-    config = {**generator._hub_mixin_config, "architecture": generator.architecture}
     onnx.helper.set_model_props(model, {
         METADATA_SIZE_MULTIPLE: str(multiple),
         METADATA_MIN_SIZE: str(min_size),
         METADATA_PRECISION: "fp16" if fp16 else "fp32",
-        METADATA_GENERATOR: json.dumps(config, sort_keys=True),
+        METADATA_GENERATOR: json.dumps(generator.config_dict(), sort_keys=True),
     })  # fmt: skip
     model.doc_string = f"cycledeblur {generator.architecture} generator ({CONFIG_NAME}: {METADATA_GENERATOR})"
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
+    return model
 
 
 def exporter_reason(error: Exception) -> str:
@@ -156,9 +158,9 @@ def check_images(
     return [(path.name, centre_crop(read_image_array(path, channels)[0], size)) for path in paths]
 
 
-def max_difference(generator: nn.Module, onnx_path: Path, images: list[tuple[str, np.ndarray]]) -> float:
+def max_difference(generator: nn.Module, runtime: OnnxDeblurrer, images: list[tuple[str, np.ndarray]]) -> float:
     """The largest |ONNX - PyTorch fp32| over the network outputs, on the same (padded) inputs, in [-1, 1]."""
-    runtime, reference = OnnxDeblurrer(onnx_path), Deblurrer(generator)
+    reference = Deblurrer(generator)
     height, width = runtime.input_size or (None, None)
     worst = 0.0
     for _, image in images:
@@ -175,8 +177,9 @@ def export_checked(
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.partial")
     try:
-        export_onnx(generator, staged, fp16=fp16, **options)
-        difference = max_difference(generator, staged, images)
+        model = export_onnx(generator, staged, fp16=fp16, **options)
+        runtime = OnnxDeblurrer(staged)
+        difference = max_difference(generator, runtime, images)
         tolerance = PARITY_TOLERANCE[precision]
         if not difference <= tolerance:
             raise UserError(
@@ -186,10 +189,8 @@ def export_checked(
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
-    import onnx
-
-    shape = OnnxDeblurrer(path).session.get_inputs()[0].shape
-    has_dft = any(node.op_type == "DFT" for node in onnx.load(str(path)).graph.node)
+    shape = runtime.session.get_inputs()[0].shape
+    has_dft = any(node.op_type == "DFT" for node in model.graph.node)
     names = [name for name, _ in images]
     return ExportReport(path, precision, path.stat().st_size, shape, difference, tolerance, names, has_dft)
 

@@ -90,11 +90,14 @@ class HubModel(
             raise TypeError(f"{cls.__name__} arguments must be int, float, str or bool: {', '.join(invalid)}")
         return super().__new__(cls, *args, **kwargs)
 
+    def config_dict(self) -> dict[str, Any]:
+        """What config.json holds: the constructor arguments and the family's name."""
+        return {**self._hub_mixin_config, "architecture": self.architecture}
+
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
         # Written here, where the mixin leaves it alone, so that config.json always names the family.
-        config = {**self._hub_mixin_config, "architecture": self.architecture}
-        (save_directory / CONFIG_NAME).write_text(json.dumps(config, sort_keys=True, indent=2) + "\n")
+        (save_directory / CONFIG_NAME).write_text(json.dumps(self.config_dict(), sort_keys=True, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls: type[Model], pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Model:
