@@ -21,6 +21,45 @@ from .errors import ConfigError
 
 
 @dataclass
+class SyntheticBlurConfig:
+    """Pairs made in the loader from sharp photos: a new kernel, noise level and JPEG quality for every crop, drawn
+    from (train.seed, epoch, index) so a resumed run sees the same pairs. The weights pick the blur kind."""
+
+    motion: float = 0.35
+    """Weight of camera shake (a random trajectory, `motion_length` px long)."""
+    gaussian: float = 0.2
+    """Weight of an anisotropic Gaussian (`gaussian_sigma` px per axis, at a random angle)."""
+    defocus: float = 0.2
+    """Weight of a defocus disk (`defocus_radius` px)."""
+    mixture: float = 0.15
+    """Weight of two kernels of different kinds, one after the other (shake through a soft lens)."""
+    identity: float = 0.1
+    """Weight of no blur at all: the model learns to leave sharp photos alone (noise and JPEG still apply)."""
+    motion_length: tuple[float, float] = (3.0, 35.0)
+    gaussian_sigma: tuple[float, float] = (0.5, 4.0)
+    defocus_radius: tuple[float, float] = (1.0, 8.0)
+    noise_sigma: tuple[float, float] = (0.0, 0.02)
+    """Gaussian sensor noise, std in [0, 1] units, uniform in this range (after the blur)."""
+    jpeg_probability: float = 0.0
+    """Fraction of blurred crops saved through JPEG at a quality drawn from `jpeg_quality`."""
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    def __post_init__(self) -> None:
+        weights = {name: getattr(self, name) for name in BLUR_KINDS}
+        if min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ConfigError(f"data.synthetic_blur weights must be >= 0 with a positive sum; got {weights}")
+        for name in ("motion_length", "gaussian_sigma", "defocus_radius", "noise_sigma", "jpeg_quality"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high or (name != "noise_sigma" and low == 0):
+                raise ConfigError(f"data.synthetic_blur.{name} must be [low, high] with 0 < low <= high; got {[low, high]}")
+        if not 0 <= self.jpeg_probability <= 1 or self.jpeg_quality[1] > 100:
+            raise ConfigError("data.synthetic_blur.jpeg_probability must be in [0, 1] and jpeg_quality at most 100")
+
+
+BLUR_KINDS = ("motion", "gaussian", "defocus", "mixture", "identity")
+
+
+@dataclass
 class DataConfig:
     blur: str = ""
     """Blurred photos: a local folder or a Hugging Face Hub dataset id."""
@@ -54,6 +93,9 @@ class DataConfig:
     deblurring generator is pulled toward each twin by `loss.paired_l1`. (In `train.mode: paired`, `blur` and
     `sharp` themselves are the pairs.)"""
     paired_sharp: str = ""
+    synthetic_blur: SyntheticBlurConfig | None = None
+    """`train.mode: paired` without blurred photos: each sharp photo of `data.sharp` is blurred in the loader, with a
+    new random kernel for every crop (see its keys). `data.blur` stays empty."""
 
     def __post_init__(self) -> None:
         if bool(self.paired_blur) != bool(self.paired_sharp):
@@ -216,6 +258,11 @@ class Config:
         paired = self.train.mode == "paired"
         if paired and self.data.paired_blur:
             raise ConfigError("train.mode=paired trains on data.blur/data.sharp as pairs; data.paired_blur is for unpaired mode")
+        if self.data.synthetic_blur is not None and (not paired or self.data.blur):
+            raise ConfigError(
+                "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone: set train.mode=paired "
+                "and leave data.blur empty"
+            )
         if self.train.pretrain_steps and not paired:
             raise ConfigError("train.pretrain_steps needs train.mode=paired (its content loss is the L1 to the pairs)")
         if self.loss.color_space == "lab" and self.data.channels != 3:
@@ -320,6 +367,10 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
         return value
     if origin is tuple:
         item_types = typing.get_args(expected)
+        if len(item_types) == 2 and item_types[1] is Ellipsis:  # tuple[int, ...]: any length
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{key} must be a list, got {value!r}")
+            return tuple(_convert(item_types[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
             raise ConfigError(f"{key} must be a list of {len(item_types)} values, got {value!r}")
         return tuple(_convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))

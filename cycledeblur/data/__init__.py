@@ -2,7 +2,7 @@
 
 from ..image_arrays import ImageFormat, adapt_channels, pixels_to_array
 from ..image_files import list_images, open_image
-from .crops import CropDataset, EpochSampler, PairedCropDataset, build_augmentation
+from .crops import CropDataset, EpochSampler, PairedCropDataset, SyntheticPairDataset, build_augmentation
 from .images import load_image_tensor, read_image, save_image_tensor
 from .pairs import load_pairs, pair_name
 from .sources import load_image_source
@@ -12,6 +12,7 @@ __all__ = [
     "EpochSampler",
     "ImageFormat",
     "PairedCropDataset",
+    "SyntheticPairDataset",
     "adapt_channels",
     "build_augmentation",
     "list_images",

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
@@ -18,6 +19,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ..config import DataConfig
 from ..errors import ImageFileError, UserError
+from ..synth.random_blur import sample_degradation
 from .images import load_image_tensor
 
 FLAT_CROP_RETRIES = 10
@@ -174,3 +176,46 @@ def random_windows(images: list[torch.Tensor], size: int, generator: torch.Gener
         torch.stack([batch[i, :, top : top + size, left : left + size] for i, (top, left) in enumerate(zip(tops, lefts))])
         for batch in images
     ]
+
+
+class SyntheticPairDataset(CropDataset):
+    """`((blurred, sharp), skipped)` pairs made from sharp photos alone: each crop is blurred in the loader with a new
+    kernel, noise level and JPEG quality from `data.synthetic_blur`, all drawn from (seed, epoch, index).
+
+    The crop is cut with a margin of half the kernel around it and blurred there, so the blurred crop holds what a
+    camera would have recorded at its borders, not a reflection of the crop.
+    """
+
+    def __init__(self, sharp: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
+        super().__init__(sharp, config, seed, image_column)
+        self.blur_config = config.synthetic_blur
+
+    def degraded_pair(self, image: torch.Tensor, rng: np.random.Generator, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random `size` crop of `image` (the whole image if None) and its degraded twin, in [-1, 1]."""
+        degradation = sample_degradation(rng, self.blur_config)
+        margin = degradation.kernel.shape[0] // 2
+        pixels = np.pad(image.permute(1, 2, 0).numpy(), ((margin, margin), (margin, margin), (0, 0)), mode="symmetric")
+        height, width = pixels.shape[0] - 2 * margin, pixels.shape[1] - 2 * margin
+        crop_h, crop_w = (height, width) if size is None else (size, size)
+        for _ in range(FLAT_CROP_RETRIES):
+            top, left = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
+            window = pixels[top : top + crop_h + 2 * margin, left : left + crop_w + 2 * margin]
+            sharp = window[margin : margin + crop_h, margin : margin + crop_w]
+            if sharp.reshape(-1, sharp.shape[-1]).std(axis=0).min() >= self.config.flat_crop_std:
+                break
+        if self.config.hflip and rng.random() < 0.5:
+            window, sharp = window[:, ::-1], sharp[:, ::-1]
+        blurred = degradation.apply(np.ascontiguousarray(window), rng)[margin : margin + crop_h, margin : margin + crop_w]
+        return tuple(torch.from_numpy(np.ascontiguousarray(side)).permute(2, 0, 1).float() * 2 - 1 for side in (blurred, sharp))
+
+    def sample_images(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole image `index` and one fixed degradation of it, for the sample grids (in [0, 1], like the other sets)."""
+        (image,), _ = self.usable_images(index)
+        pair = self.degraded_pair(image, np.random.default_rng(_mix(self.seed, -1, index)), size=None)
+        return tuple((side + 1) / 2 for side in pair)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+        epoch, index = key
+        (image,), skipped = self.usable_images(index)
+        rng = np.random.default_rng(_mix(self.seed, epoch, index))
+        return self.degraded_pair(image, rng, self.config.crop_size), skipped

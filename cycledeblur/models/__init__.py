@@ -5,6 +5,7 @@ from typing import Any
 from .hub import HubModel, load_generator
 from .kernel import KernelBlurGenerator
 from .light import LightGenerator
+from .nafnet import NAFNetGenerator
 from .patchgan import MultiScaleDiscriminator, PatchDiscriminator
 from .registry import DISCRIMINATORS, GENERATORS, Registry
 from .resnet import ResnetGenerator
@@ -29,6 +30,7 @@ __all__ = [
     "KernelBlurGenerator",
     "LightGenerator",
     "MultiScaleDiscriminator",
+    "NAFNetGenerator",
     "PatchDiscriminator",
     "Registry",
     "ResnetGenerator",

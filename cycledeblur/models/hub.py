@@ -85,9 +85,11 @@ class HubModel(
         # The mixin records the constructor arguments for config.json, but it replaces any that is not a JSON value
         # (a numpy int, say) by its default without a word, so the saved model would reload as another network.
         passed = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments  # None binds `self`
-        invalid = [name for name, value in passed.items() if name != "self" and not isinstance(value, JSON_SCALARS)]
+        invalid = [name for name, value in passed.items() if name != "self" and not _is_json_value(value)]
         if invalid:
-            raise TypeError(f"{cls.__name__} arguments must be int, float, str or bool: {', '.join(invalid)}")
+            raise TypeError(
+                f"{cls.__name__} arguments must be int, float, str or bool, or tuples of them: {', '.join(invalid)}"
+            )
         return super().__new__(cls, *args, **kwargs)
 
     def config_dict(self) -> dict[str, Any]:
@@ -144,6 +146,12 @@ class HubModel(
         except RuntimeError as error:
             raise UserError(f"{weights} does not fit the {cls.__name__} in {CONFIG_NAME}: {error}") from None
         return model.eval()
+
+
+def _is_json_value(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(item, JSON_SCALARS) for item in value)
+    return isinstance(value, JSON_SCALARS)
 
 
 def resolve_file(path_or_hub_id: str | Path, filename: str, **download_args: Any) -> Path:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..data import PairedCropDataset, load_pairs
+from ..data import PairedCropDataset, SyntheticPairDataset, load_image_source, load_pairs
 from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, structural_dissimilarity, total_variation
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
@@ -30,11 +30,15 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     accelerator, train_cfg, loss_cfg, data_cfg = session.accelerator, config.train, config.loss, config.data
 
     with accelerator.main_process_first():  # the first process builds the datasets' cache, the others reuse it
-        blurred_images, sharp_images = load_pairs(
-            data_cfg.blur, data_cfg.sharp, split=data_cfg.split, image_column=data_cfg.image_column,
-            keys=("data.blur", "data.sharp"),
-        )  # fmt: skip
-    pair_set = PairedCropDataset(blurred_images, sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
+        if data_cfg.synthetic_blur is not None:
+            sharp_images = load_image_source(data_cfg.sharp, split=data_cfg.split, image_column=data_cfg.image_column, key="data.sharp")
+            pair_set = SyntheticPairDataset(sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
+        else:
+            blurred_images, sharp_images = load_pairs(
+                data_cfg.blur, data_cfg.sharp, split=data_cfg.split, image_column=data_cfg.image_column,
+                keys=("data.blur", "data.sharp"),
+            )  # fmt: skip
+            pair_set = PairedCropDataset(blurred_images, sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
     loader, sampler = session.loader(pair_set, seed=train_cfg.seed)
 
     channels = data_cfg.channels
@@ -47,7 +51,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
     optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
-    # The judge's schedule spans its own training, which starts after the generator's pretraining.
+    # The judge's schedule spans its own training, which starts after the generator's content_only.
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)
     deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
         deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
@@ -71,9 +75,10 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     with session:
         while session.step < train_cfg.max_steps:
             blurred, sharp = session.windows(*next(batches))
-            pretraining = session.step < train_cfg.pretrain_steps
+            # Without an adversarial weight the judge never trains: plain supervised restoration.
+            content_only = session.step < train_cfg.pretrain_steps or loss_cfg.adv_deblur == 0
             noise = train_cfg.instance_noise_at(session.step)
-            update_generator = pretraining or session.step % train_cfg.n_critic == 0
+            update_generator = content_only or session.step % train_cfg.n_critic == 0
             with accelerator.accumulate(deblur, judge):
                 if update_generator:
                     fake_sharp = deblur(blurred)
@@ -81,7 +86,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     weights = {"paired_l1": loss_cfg.paired_l1}
                     if loss_cfg.ssim > 0:
                         terms["ssim"], weights["ssim"] = structural_dissimilarity(fake_sharp, sharp), loss_cfg.ssim
-                    if not pretraining:
+                    if not content_only:
                         with frozen(unwrapped_judge) as fixed_judge:
                             candidate = with_instance_noise(torch.cat([blurred, fake_sharp], 1), noise)
                             terms["adv_deblur"] = generator_adversarial_loss(fixed_judge(candidate), loss_cfg.gan_mode)
@@ -96,7 +101,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     with torch.no_grad():
                         fake_sharp, terms = deblur(blurred), {}
 
-                if not pretraining:  # the judge waits for a generator worth judging
+                if not content_only:  # the judge waits for a generator worth judging
                     real = with_instance_noise(torch.cat([blurred, sharp], 1), noise)
                     fake = with_instance_noise(torch.cat([blurred, fake_sharp.detach()], 1), noise)
                     terms["d_sharp"] = discriminator_adversarial_loss(judge(real), judge(fake), loss_cfg.gan_mode)
@@ -108,7 +113,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
             if not accelerator.sync_gradients:
                 continue
             session.end_step(
-                [scheduler_g] if pretraining else [scheduler_g, scheduler_d],
+                [scheduler_g] if content_only else [scheduler_g, scheduler_d],
                 [deblur, judge],
                 lambda path: save_samples(accelerator, [delivered], sample_rows, path),
                 generator_updated=update_generator,
