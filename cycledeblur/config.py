@@ -45,15 +45,21 @@ class SyntheticBlurConfig:
     jpeg_quality: tuple[int, int] = (60, 95)
 
     def __post_init__(self) -> None:
-        weights = {name: getattr(self, name) for name in BLUR_KINDS}
-        if min(weights.values()) < 0 or sum(weights.values()) <= 0:
-            raise ConfigError(f"data.synthetic_blur weights must be >= 0 with a positive sum; got {weights}")
+        for kind in BLUR_KINDS:
+            if getattr(self, kind) < 0:
+                raise ConfigError(f"data.synthetic_blur.{kind} is a weight: it must be >= 0, got {getattr(self, kind)}")
+        if sum(getattr(self, kind) for kind in BLUR_KINDS) <= 0:
+            raise ConfigError(f"data.synthetic_blur: at least one of the weights {', '.join(BLUR_KINDS)} must be > 0")
         for name in ("motion_length", "gaussian_sigma", "defocus_radius", "noise_sigma", "jpeg_quality"):
             low, high = getattr(self, name)
-            if not 0 <= low <= high or (name != "noise_sigma" and low == 0):
-                raise ConfigError(f"data.synthetic_blur.{name} must be [low, high] with 0 < low <= high; got {[low, high]}")
-        if not 0 <= self.jpeg_probability <= 1 or self.jpeg_quality[1] > 100:
-            raise ConfigError("data.synthetic_blur.jpeg_probability must be in [0, 1] and jpeg_quality at most 100")
+            zero_ok = name == "noise_sigma"  # no noise is a valid draw; a kernel of size 0 is not
+            if low < 0 or (low == 0 and not zero_ok) or low > high:
+                bound = "0 <=" if zero_ok else "0 <"
+                raise ConfigError(f"data.synthetic_blur.{name} must be [low, high] with {bound} low <= high; got {[low, high]}")
+        if not 0 <= self.jpeg_probability <= 1:
+            raise ConfigError(f"data.synthetic_blur.jpeg_probability must be in [0, 1], got {self.jpeg_probability}")
+        if self.jpeg_quality[1] > 100:
+            raise ConfigError(f"data.synthetic_blur.jpeg_quality must be at most 100; got {list(self.jpeg_quality)}")
 
 
 BLUR_KINDS = ("motion", "gaussian", "defocus", "mixture", "identity")
@@ -387,9 +393,12 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
             _convert(key_type, k, f"{key} key {k!r}"): _convert(value_type, v, f"{key}[{k!r}]") for k, v in value.items()
         }
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(expected):
-            if option is type(None) and value is None:
-                return None
+        if value is None and type(None) in typing.get_args(expected):
+            return None
+        options = [option for option in typing.get_args(expected) if option is not type(None)]
+        if len(options) == 1:  # `X | None`: X's own message names the key at fault inside it
+            return _convert(options[0], value, key)
+        for option in options:
             try:
                 return _convert(option, value, key)
             except ConfigError:

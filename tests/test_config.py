@@ -2,17 +2,17 @@ import pytest
 import yaml
 
 from cycledeblur.cli import main
-from cycledeblur.config import Config, config_to_dict, load_config, save_config
+from cycledeblur.config import Config, SyntheticBlurConfig, config_to_dict, load_config, save_config
 from cycledeblur.errors import ConfigError
 
 from .conftest import ROOT
 
-ALL_GENERATORS = "kernel, light, resnet, unet, wiener"
+ALL_GENERATORS = "kernel, light, nafnet, resnet, unet, wiener"
 
 
 @pytest.mark.parametrize(
     ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener"), ("paired.yaml", "unet"),
-     ("paired-cpu-fast.yaml", "wiener")]
+     ("paired-cpu-fast.yaml", "wiener"), ("general.yaml", "nafnet")]
 )
 def test_shipped_configs_load(name, generator):
     config = load_config(ROOT / "configs" / name)
@@ -66,6 +66,8 @@ def test_dotted_overrides_are_typed():
         ("model.generator.name=unet9000", f"unknown generator 'unet9000'; valid generators: {ALL_GENERATORS}"),
         ("model.generator.in_channels=1", "is set from data.channels"),
         ("model.discriminator.n_layers=x", "model.discriminator.n_layers has the wrong type"),
+        # Inside an optional section, the message still names the key at fault.
+        ("model.reblur_generator={name: resnet, n_blokcs: 2}", "unknown config key 'model.reblur_generator.n_blokcs'"),
         ("train", "must look like key=value"),
     ],
 )
@@ -120,3 +122,43 @@ def test_cli_missing_data_folder_is_a_user_error(tmp_path, capsys):
 def test_stability_knobs_are_range_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(ROOT / "configs" / "default.yaml", [override])
+
+
+def test_synthetic_blur_parses_takes_overrides_and_round_trips(tmp_path):
+    general = load_config(ROOT / "configs" / "general.yaml")
+    assert general.data.synthetic_blur.motion_length == (3.0, 35.0) and general.data.synthetic_blur.identity == 0.1
+    config = load_config(
+        ROOT / "configs" / "general.yaml", ["data.synthetic_blur.motion_length=[2,10]", "data.synthetic_blur.jpeg_quality=[70, 90]"]
+    )
+    assert config.data.synthetic_blur.motion_length == (2.0, 10.0)
+    assert all(isinstance(bound, float) for bound in config.data.synthetic_blur.motion_length)
+    assert config.data.synthetic_blur.jpeg_quality == (70, 90)
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    # One key on a config without the section adds the section, with the other keys at their defaults.
+    added = load_config(ROOT / "configs" / "paired.yaml", ["data.blur=", "data.synthetic_blur.defocus=1"])
+    assert added.data.synthetic_blur == SyntheticBlurConfig(defocus=1.0)
+    assert load_config(ROOT / "configs" / "paired.yaml").data.synthetic_blur is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.synthetic_blur.motion=-0.5", "data.synthetic_blur.motion is a weight: it must be >= 0, got -0.5"),
+        ("data.synthetic_blur={motion: 0, gaussian: 0, defocus: 0, mixture: 0, identity: 0}",
+         "data.synthetic_blur: at least one of the weights motion, gaussian, defocus, mixture, identity must be > 0"),
+        ("data.synthetic_blur.motion_length=[10, 2]", "data.synthetic_blur.motion_length must be [low, high] with 0 < low"),
+        ("data.synthetic_blur.defocus_radius=[0, 2]", "data.synthetic_blur.defocus_radius must be [low, high] with 0 < low"),
+        ("data.synthetic_blur.noise_sigma=[-0.01, 0.01]", "data.synthetic_blur.noise_sigma must be [low, high] with 0 <= low"),
+        ("data.synthetic_blur.jpeg_probability=1.5", "data.synthetic_blur.jpeg_probability must be in [0, 1]"),
+        ("data.synthetic_blur.jpeg_quality=[60, 101]", "data.synthetic_blur.jpeg_quality must be at most 100"),
+        ("data.synthetic_blur.motion_length=5", "data.synthetic_blur.motion_length must be a list of 2 values"),
+        ("data.synthetic_blur.motoin=1", "unknown config key 'data.synthetic_blur.motoin' (did you mean 'data.synthetic_blur.motion'?)"),
+        ("data.blur=some/blurred", "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone"),
+        ("train.mode=unpaired", "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone"),
+    ],
+)  # fmt: skip
+def test_synthetic_blur_errors_are_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT / "configs" / "general.yaml", [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
