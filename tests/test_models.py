@@ -14,6 +14,7 @@ from cycledeblur.errors import ConfigError, UserError
 from cycledeblur.models import (
     DISCRIMINATORS,
     GENERATORS,
+    NAFNetGenerator,
     PatchDiscriminator,
     ResnetGenerator,
     build_discriminator,
@@ -22,6 +23,8 @@ from cycledeblur.models import (
 )
 
 TINY = {"base_channels": 4, "n_blocks": 1}
+# Two levels (size multiple 4), blocks at every depth, the decoder unlike the encoder.
+TINY_NAFNET = {"width": 4, "encoder_blocks": (1, 2), "middle_blocks": 1, "decoder_blocks": (2, 1)}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -184,7 +187,7 @@ def test_load_generator_errors_name_the_path(tmp_path):
         load_generator("runs/missing/generator")
 
     PatchDiscriminator(base_channels=4).save_pretrained(tmp_path)
-    listed = "generators: kernel, light, resnet, unet, wiener"
+    listed = "generators: kernel, light, nafnet, resnet, unet, wiener"
     with pytest.raises(UserError, match=f"{tmp_path} does not hold a generator.*'patchgan'.*{listed}"):
         load_generator(tmp_path)
     with pytest.raises(UserError, match="holds a 'patchgan' model, not a 'resnet'"):
@@ -212,13 +215,15 @@ def test_load_generator_from_the_hub_cache_offline(tmp_path, monkeypatch):
 
 def test_arguments_that_json_cannot_hold_are_refused():
     # The mixin would silently write the default n_blocks=9 to config.json.
-    with pytest.raises(TypeError, match="must be int, float, str or bool: n_blocks"):
+    with pytest.raises(TypeError, match="must be int, float, str or bool, or tuples of them: n_blocks"):
         ResnetGenerator(4, 4, 4, np.int64(1))
+    with pytest.raises(TypeError, match="or tuples of them: encoder_blocks"):
+        NAFNetGenerator(encoder_blocks=(1, np.int64(1)), decoder_blocks=(1, 1))
     assert copy.deepcopy(ResnetGenerator(**TINY))._hub_mixin_config["n_blocks"] == 1
 
 
 def test_registry():
-    with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, light, resnet, unet"):
+    with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, light, nafnet, resnet, unet"):
         GENERATORS.get("vae")
     with pytest.raises(
         ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: multiscale_patchgan, patchgan"
@@ -442,3 +447,64 @@ def test_light_generator_is_small_starts_as_identity_and_round_trips(tmp_path, a
     randomised(light).eval().save_pretrained(tmp_path)
     with torch.no_grad():
         assert torch.equal(load_generator(tmp_path)(astronaut), light(astronaut))
+
+
+@pytest.mark.parametrize(("channels", "height", "width"), [(3, 32, 32), (1, 16, 40)])
+def test_nafnet_output_shape_range_and_size_multiple(channels, height, width):
+    generator = NAFNetGenerator(in_channels=channels, out_channels=channels, **TINY_NAFNET)
+    assert generator.size_multiple == 4
+    with torch.no_grad():
+        out = randomised(generator)(torch.rand(2, channels, height, width) * 2 - 1)
+    assert out.shape == (2, channels, height, width) and out.min() >= -1 and out.max() <= 1
+    with pytest.raises(ValueError, match=r"multiples of 4; got \(32, 30\)"):
+        generator(images(channels)[..., :30])
+
+
+def test_nafnet_blocks_start_as_the_identity(astronaut):
+    """beta and gamma start at zero, so each NAFBlock passes its input through: the untrained network computes what
+    its stem, strided convs, upsamplers and head compute without any block. The head is not zero-initialised (as in
+    the paper), so unlike the other residual families the untrained network is not the identity."""
+    from cycledeblur.models.nafnet import NAFBlock
+
+    generator = NAFNetGenerator(**TINY_NAFNET)
+    bare = NAFNetGenerator(width=4, encoder_blocks=(0, 0), middle_blocks=0, decoder_blocks=(0, 0))
+    bare.load_state_dict({key: value for key, value in generator.state_dict().items() if key in bare.state_dict()})
+    with torch.no_grad():
+        output = generator(astronaut)
+        assert torch.equal(output, bare(astronaut))
+        assert (output - astronaut).abs().mean() > 0.01
+        for block in generator.modules():
+            if isinstance(block, NAFBlock):
+                block.beta.fill_(0.1)
+        assert (generator(astronaut) - output).abs().mean() > 1e-3  # opened, the blocks do change the output
+
+
+def test_nafnet_round_trips_with_tuple_options(tmp_path, astronaut):
+    generator = randomised(NAFNetGenerator(**TINY_NAFNET)).eval()
+    generator.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config == {"architecture": "nafnet", "in_channels": 3, "out_channels": 3, "width": 4,
+                      "encoder_blocks": [1, 2], "middle_blocks": 1, "decoder_blocks": [2, 1]}  # fmt: skip
+    loaded = load_generator(tmp_path / "saved")
+    assert type(loaded) is NAFNetGenerator and loaded.size_multiple == 4
+    reference, state = generator.state_dict(), loaded.state_dict()
+    assert state.keys() == reference.keys() and all(torch.equal(state[key], reference[key]) for key in state)
+    with torch.no_grad():
+        expected = generator(astronaut)
+        assert expected.std() > 0.1 and torch.equal(loaded(astronaut), expected)
+    loaded.save_pretrained(tmp_path / "again")  # the reloaded network describes itself alike
+    assert json.loads((tmp_path / "again" / "config.json").read_text()) == config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"encoder_blocks": (1, 1), "decoder_blocks": (1,)}, r"encoder_blocks \[1, 1\] and decoder_blocks \[1\] must have one"),
+        ({"width": 0}, "width must be >= 1"),
+        ({"encoder_blocks": (1, -1), "decoder_blocks": (1, 1)}, "block counts >= 0"),
+        ({"out_channels": 1}, "in_channels 3 != out_channels 1"),
+    ],
+)
+def test_nafnet_rejects_invalid_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        NAFNetGenerator(**kwargs)
