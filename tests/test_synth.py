@@ -11,6 +11,7 @@ import skimage.data
 import tifffile
 from PIL import Image, ImageCms
 
+from cycledeblur.config import BLUR_KINDS, SyntheticBlurConfig
 from cycledeblur.errors import UserError
 from cycledeblur.image_files import read_pixels, write_pixels
 from cycledeblur.synth import (
@@ -25,6 +26,7 @@ from cycledeblur.synth import (
     random_kernel,
     synthesize_folder,
 )
+from cycledeblur.synth.random_blur import full_convolution, sample_degradation
 
 
 def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -241,6 +243,50 @@ def test_degrade_returns_the_kernel_it_used_and_is_reproducible():
     assert np.array_equal(first, again) and np.array_equal(kernel, same_kernel)
     assert np.array_equal(kernel, motion_kernel(np.random.default_rng(5)))
     assert psnr(COFFEE, first, 255) < psnr(COFFEE, blur_image(COFFEE, kernel), 255)
+
+
+# The loader's random blur (data.synthetic_blur)
+
+
+def only(kind: str, **ranges) -> SyntheticBlurConfig:
+    """A config that draws `kind` alone, without noise unless `ranges` sets it."""
+    weights = {other: float(other == kind) for other in BLUR_KINDS}
+    return SyntheticBlurConfig(**{**weights, "noise_sigma": (0.0, 0.0), **ranges})
+
+
+def test_full_convolution_is_blurring_twice():
+    first, second = motion_kernel(np.random.default_rng(0)), gaussian_kernel(np.random.default_rng(1))
+    combined = full_convolution(first, second)
+    assert combined.shape == (first.shape[0] + second.shape[0] - 1,) * 2 and combined.shape[0] % 2 == 1
+    assert combined.min() >= 0 and combined.sum() == pytest.approx(1.0, abs=1e-12)
+    image = CAMERA.astype(np.float64) / 255
+    margin = combined.shape[0]  # away from the reflected borders, where the two blurs reflect different images
+    once, twice = blur_image(image, combined), blur_image(blur_image(image, first), second)
+    np.testing.assert_allclose(once[margin:-margin, margin:-margin], twice[margin:-margin, margin:-margin], atol=1e-9)
+
+
+def test_sample_degradation_draws_the_kinds_by_weight():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        disk = sample_degradation(rng, only("defocus", defocus_radius=(2.0, 4.0)))
+        assert disk.kind == "defocus" and disk.kernel.shape[0] in (5, 7, 9)
+        assert np.allclose(disk.kernel, disk.kernel.T) and np.allclose(disk.kernel, disk.kernel[::-1])  # a disk
+        assert (disk.noise_sigma, disk.jpeg_quality) == (0.0, None)
+    assert sample_degradation(rng, only("identity")).kernel.shape == (1, 1)
+    mixed = SyntheticBlurConfig(motion=0, gaussian=0, defocus=1, mixture=0, identity=3)
+    kinds = [sample_degradation(rng, mixed).kind for _ in range(400)]
+    assert set(kinds) == {"defocus", "identity"} and kinds.count("identity") / 400 == pytest.approx(0.75, abs=0.07)
+
+
+def test_sample_degradation_draws_noise_and_jpeg_in_their_ranges():
+    config = only("gaussian", noise_sigma=(0.01, 0.02), jpeg_probability=1.0, jpeg_quality=(70, 80))
+    drawn = [sample_degradation(np.random.default_rng(seed), config) for seed in range(20)]
+    assert all(0.01 <= d.noise_sigma <= 0.02 and 70 <= d.jpeg_quality <= 80 for d in drawn)
+    assert len({d.jpeg_quality for d in drawn}) > 3
+    blurred = drawn[0].apply(ASTRONAUT.astype(np.float32) / 255, np.random.default_rng(0))
+    assert blurred.dtype == np.float32 and blurred.shape == ASTRONAUT.shape
+    assert np.array_equal(np.rint(blurred * 255), blurred * 255)  # stored as a camera stores it: 8 bits
+    assert laplacian_variance(blurred) < laplacian_variance(ASTRONAUT.astype(np.float32) / 255)
 
 
 # Folders
