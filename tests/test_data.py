@@ -3,11 +3,16 @@ import pytest
 import torch
 from PIL import Image
 
-from cycledeblur.config import DataConfig
-from cycledeblur.data import CropDataset, EpochSampler, load_image_source, load_image_tensor
+from torch.utils.data import DataLoader
+
+from cycledeblur.config import DataConfig, SyntheticBlurConfig
+from cycledeblur.data import CropDataset, EpochSampler, SyntheticPairDataset, load_image_source, load_image_tensor
 from cycledeblur.errors import UserError
+from cycledeblur.synth import blur_image, motion_kernel
+from cycledeblur.synth.random_blur import Degradation
 
 from .conftest import photo
+from .test_synth import only
 
 
 @pytest.fixture
@@ -164,3 +169,73 @@ def test_float_tiff_and_corrupt_tiff(tmp_path):
     (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 20)
     with pytest.raises(UserError, match="broken.tif"):
         read_image(tmp_path / "broken.tif", channels=1)
+
+
+def synthetic_pairs(folder, blur: SyntheticBlurConfig | None = None, **data) -> SyntheticPairDataset:
+    """32 px pairs blurred in the loader from the photos of `folder` (the default random blur unless `blur`)."""
+    config = DataConfig(crop_size=32, synthetic_blur=blur or SyntheticBlurConfig(), **data)
+    return SyntheticPairDataset(load_image_source(str(folder)), config, seed=0)
+
+
+def gradient_energy(image: torch.Tensor) -> float:
+    return float(image.diff(dim=-1).square().mean() + image.diff(dim=-2).square().mean())
+
+
+def test_synthetic_pairs_are_a_pure_function_of_seed_epoch_index(photo_folder):
+    pairs = synthetic_pairs(photo_folder)
+    torch.manual_seed(1)  # the global generators must not matter
+    np.random.seed(1)
+    (blurred, sharp), skipped = pairs[(0, 1)]
+    assert blurred.shape == sharp.shape == (3, 32, 32) and skipped == 0
+    assert -1 <= blurred.min() and blurred.max() <= 1 and not torch.equal(blurred, sharp)
+    torch.manual_seed(2)
+    np.random.seed(2)
+    for same in (pairs[(0, 1)][0], synthetic_pairs(photo_folder)[(0, 1)][0]):
+        assert torch.equal(same[0], blurred) and torch.equal(same[1], sharp)
+    for other in (pairs[(0, 2)][0], pairs[(1, 1)][0]):
+        assert not torch.equal(other[0], blurred)
+
+
+def test_synthetic_pairs_are_the_same_whatever_the_number_of_loader_workers(photo_folder):
+    pairs = synthetic_pairs(photo_folder)
+    batches = {}
+    for workers in (0, 2):
+        loader = DataLoader(pairs, batch_size=2, sampler=EpochSampler(len(pairs), seed=0), num_workers=workers)
+        batches[workers] = [torch.cat(crops) for crops, _ in loader]
+    assert len(batches[0]) == 3 and all(torch.equal(a, b) for a, b in zip(batches[0], batches[2]))
+
+
+def test_identity_kind_returns_the_sharp_crop_up_to_rounding_and_noise(photo_folder):
+    (blurred, sharp), _ = synthetic_pairs(photo_folder, only("identity"))[(0, 0)]
+    assert (blurred - sharp).abs().max() <= 1 / 255  # half an 8-bit step, on the [-1, 1] scale
+    (noisy, sharp), _ = synthetic_pairs(photo_folder, only("identity", noise_sigma=(0.02, 0.02)))[(0, 0)]
+    assert ((noisy - sharp) / 2).std().item() == pytest.approx(0.02, rel=0.2)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_strong_kernel_blurs_the_crop(photo_folder, channels):
+    pairs = synthetic_pairs(photo_folder, only("defocus", defocus_radius=(4.0, 5.0)), channels=channels)
+    for index in range(len(pairs)):
+        (blurred, sharp), _ = pairs[(0, index)]
+        assert blurred.shape == sharp.shape == (channels, 32, 32)
+        assert gradient_energy(blurred) < 0.5 * gradient_energy(sharp), index
+
+
+def test_the_blurred_crop_is_cut_from_the_blurred_photo_not_blurred_alone(photo_folder, monkeypatch):
+    """The crop is blurred inside a margin of the photo around it, so its border holds what lay beyond the crop,
+    not a reflection of the crop's own pixels."""
+    kernel = motion_kernel(np.random.default_rng(3), length_range=(12.0, 12.0))  # lopsided: a reflection shows
+    margin = kernel.shape[0] // 2
+    monkeypatch.setattr("cycledeblur.data.crops.sample_degradation", lambda rng, config: Degradation("motion", kernel, 0.0, None))
+    pairs = synthetic_pairs(photo_folder, hflip=False)
+    to_array = lambda crop: ((crop + 1) / 2).permute(1, 2, 0).numpy()  # noqa: E731
+    for index in range(3):
+        (blurred, sharp), _ = pairs[(0, index)]
+        image = pairs.load(index).permute(1, 2, 0).numpy()
+        windows = np.lib.stride_tricks.sliding_window_view(image, (32, 32, 3))[:, :, 0]
+        ((top, left),) = np.argwhere(np.abs(windows - to_array(sharp)).max(axis=(2, 3, 4)) < 1e-6)
+        # The photo's own borders are mirrored, like any blur's; only the crop's must not be.
+        whole = blur_image(np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="symmetric"), kernel)
+        expected = whole[margin + top : margin + top + 32, margin + left : margin + left + 32]
+        assert np.abs(to_array(blurred) - expected).max() <= 0.51 / 255  # 8-bit rounding
+        assert np.abs(to_array(blurred) - blur_image(to_array(sharp), kernel)).max() > 0.05  # the crop alone
