@@ -23,8 +23,9 @@ CARD_TEMPLATE = """---
 A deblurring generator (`{{ architecture }}`) trained with [cycledeblur]({{ repo_url }}): {{ recipe }}
 
 - Training steps: {{ steps }}
-- Blurred data: `{{ blur_source }}`; sharp data: `{{ sharp_source }}`
-{% if data_card %}- Data card: {{ data_card }}
+{% if synthetic_blur %}- Pairs blurred in the loader (`data.synthetic_blur`) from the sharp photos `{{ sharp_source }}`
+{% else %}- Blurred data: `{{ blur_source }}`; sharp data: `{{ sharp_source }}`
+{% endif %}{% if data_card %}- Data card: {{ data_card }}
 {% endif %}- Crop size: {{ crop_size }}, channels: {{ channels }}, mixed precision: {{ mixed_precision }}
 
 ## Use
@@ -49,6 +50,8 @@ generator = load_generator("{{ model_id }}")  # inputs: N x C x H x W in [-1, 1]
 ## Metrics
 
 {{ losses }}
+{% endif %}{% if sections %}
+{{ sections }}
 {% endif %}
 ## Training configuration
 
@@ -66,6 +69,8 @@ RECIPES = {
     "blurred and sharp photos.",
     "paired": "a conditional GAN (pix2pix) with an L1 content loss, trained on blurred/sharp pairs.",
 }
+# Paired mode with `loss.adv_deblur: 0`: the judge is built but never trains the generator.
+SUPERVISED_RECIPE = "supervised restoration: an L1 content loss to the sharp twin of each blurred image, no judge."
 RECIPE_TAGS = {"unpaired": "cyclegan", "paired": "pix2pix"}
 
 
@@ -115,27 +120,32 @@ def render_card(
     evaluation: dict[str, Any] | None = None,
     data_card: str | None = None,
     files: str | None = None,
+    sections: str | None = None,
 ) -> ModelCard:
     """The card of a deblurring generator of `architecture` trained by `config` for `steps` steps. `evaluation` is
-    a `cycledeblur evaluate --json` report, `data_card` Markdown (a link) and `files` a Markdown table of the repo's
-    files; the sections of those not given are left out."""
+    a `cycledeblur evaluate --json` report, `data_card` Markdown (a link), `files` a Markdown table of the repo's
+    files and `sections` more Markdown sections (before the training configuration); the sections of those not
+    given are left out."""
     tags = ["image-deblurring", RECIPE_TAGS[config.train.mode], "image-to-image"]
     semi_paired = " A few true pairs added an L1 term (semi-paired)." if config.data.paired_blur else ""
+    supervised = config.train.mode == "paired" and config.loss.adv_deblur == 0
     return ModelCard.from_template(
         ModelCardData(library_name="cycledeblur", license=license, tags=tags, pipeline_tag="image-to-image"),
         template_str=CARD_TEMPLATE,
         architecture=architecture,
-        recipe=RECIPES[config.train.mode] + semi_paired,
+        recipe=(SUPERVISED_RECIPE if supervised else RECIPES[config.train.mode]) + semi_paired,
         repo_url="https://github.com/cycledeblur/cycledeblur",
         steps=steps,
         blur_source=config.data.blur,
         sharp_source=config.data.sharp,
+        synthetic_blur=config.data.synthetic_blur is not None,
         data_card=data_card,
         crop_size=config.data.crop_size,
         channels=config.data.channels,
         mixed_precision=config.train.mixed_precision,
         model_id=model_id,
         files=files,
+        sections=sections,
         evaluation=evaluation_table(evaluation) if evaluation else None,
         losses=losses_table(losses) if losses else None,
         config_yaml=yaml.safe_dump(config_to_dict(config), sort_keys=False),
