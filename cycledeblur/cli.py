@@ -1,4 +1,4 @@
-"""The `cycledeblur` command line: train, synth, deblur, evaluate, export, push.
+"""The `cycledeblur` command line: train, synth, deblur, evaluate, export, models, push.
 
 Exit codes: 0 success, 2 a user error (bad path, config or input; one line on stderr), 3 `deblur` / `evaluate`
 could not process some input files (one line each on stderr) but processed the others, 130 / 143 a training run
@@ -16,9 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import ImageFileError, TrainingInterrupted, UserError
+from .pretrained import DEFAULT_MODEL
 
 err_console = Console(stderr=True)
 EXIT_INPUTS_FAILED = 3
+MODEL_HELP = (
+    "run folder, generator folder{what}, or the name of a bundled model (cycledeblur models lists them);"
+    f" default: {DEFAULT_MODEL}, bundled with cycledeblur (an existing local path named {DEFAULT_MODEL} wins)"
+)
 # Errors of the storage, not of the program: a full disk or quota, a read-only or forbidden folder.
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     deblur = commands.add_parser("deblur", help="deblur image files or folders with a trained generator")
     deblur.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    deblur.add_argument("--model", required=True, help="run folder, generator folder, Hub model id or .onnx file")
+    deblur.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=", Hub model id or .onnx file"))
     deblur.add_argument("--out", required=True, type=Path, help="output folder")
     deblur.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them)")
     add_inference_arguments(deblur)
@@ -92,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="PSNR/SSIM on paired images, or a no-reference sharpness report without --sharp"
     )
-    evaluate.add_argument("--model", required=True, help="run folder, generator folder, Hub model id or .onnx file")
+    evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=", Hub model id or .onnx file"))
     evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
     evaluate.add_argument("--sharp", type=Path, help="folder of sharp images with the same names (optional)")
     evaluate.add_argument("--json", type=Path, help="write the mean and per-image scores to this JSON file")
@@ -103,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export", help="export a generator to ONNX (fp32, fp16 or int8), checked against PyTorch on real images"
     )
-    export.add_argument("--model", required=True, help="run folder, generator folder or Hub model id")
+    export.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=" or Hub model id"))
     export.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
     export.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: 18)")
     export.add_argument(
@@ -131,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images)",
     )  # fmt: skip
     export.set_defaults(run=run_export)
+
+    models = commands.add_parser(
+        "models", help=f"list the models bundled with cycledeblur, usable by name (--model {DEFAULT_MODEL})"
+    )
+    models.set_defaults(run=run_models)
 
     push = commands.add_parser("push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub")
     push.add_argument("--model", required=True, type=Path, help="run folder (config.yaml, generator/, checkpoints/)")
@@ -326,6 +336,22 @@ def calibration_blur_folder(calibration: Path | None) -> Path | None:
         return None
     paired = (calibration / "blur").is_dir() and (calibration / "sharp").is_dir()
     return calibration / "blur" if paired else calibration
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from .pretrained import BUNDLED_MODELS, PRETRAINED_ROOT, bundle_info
+    from .pretrained.summary import summary_lines
+
+    incomplete = 0
+    for name in BUNDLED_MODELS:
+        try:
+            lines = summary_lines(bundle_info(name), PRETRAINED_ROOT / name)
+        except UserError as error:
+            print_error(error)
+            incomplete += 1
+            continue
+        Console().print("\n".join(lines), highlight=False, soft_wrap=True, markup=False)
+    return 2 if incomplete else 0
 
 
 def run_push(args: argparse.Namespace) -> int:

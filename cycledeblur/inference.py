@@ -15,8 +15,9 @@ from .tiling import TiledDeblurrer
 
 
 def resolve_generator(model: str | Path) -> torch.nn.Module:
-    """`model` may be a run folder (holding generator/), a generator folder (config.json and model.safetensors) or
-    a Hub model id."""
+    """`model` may be a run folder (holding generator/), a generator folder (config.json and model.safetensors), a
+    Hub model id or the name of a bundled model (`general`; `load_generator` finds it when no local path has the
+    name)."""
     path = Path(model).expanduser()
     if not path.is_dir():
         if path.exists():

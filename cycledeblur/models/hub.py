@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UserError, first_line
+from ..pretrained import resolve_model
 from .registry import GENERATORS
 
 CONFIG_NAME = constants.CONFIG_NAME
@@ -199,7 +200,9 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def load_generator(path_or_hub_id: str | Path, *, revision: str | None = None) -> HubModel:
-    """A generator saved with `save_pretrained`, of whichever family its config.json names, in eval mode."""
+    """A generator saved with `save_pretrained`, of whichever family its config.json names, in eval mode. The name
+    of a bundled model (`general`) loads its folder, unless a local path of that name exists."""
+    path_or_hub_id = resolve_model(path_or_hub_id)
     config_file = resolve_file(path_or_hub_id, CONFIG_NAME, revision=revision)
     architecture = _read_config(config_file).get("architecture")
     if architecture not in GENERATORS.names():

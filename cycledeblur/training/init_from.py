@@ -2,7 +2,8 @@
 
 A source is a run folder (its delivered `generator/`; its partner networks from the newest checkpoint), a folder
 made by `cycledeblur push` (the generator at the top, partners in `reblur_generator/`, `discriminator_sharp/`,
-`discriminator_blurred/` or `discriminator/`), or the Hub id of such a repo (through the local cache when
+`discriminator_blurred/` or `discriminator/`), the name of a model bundled with the package (`general`, a
+generator folder; a local path of that name wins), or the Hub id of such a repo (through the local cache when
 `HF_HUB_OFFLINE=1`). Networks the source has no weights for keep their fresh initialisation.
 
 A 3-channel model can start a 1-channel (grayscale CT/MR) or 4-channel (RGB + near-infrared) run: only the layers
@@ -24,6 +25,7 @@ from torch import nn
 from ..config import load_config
 from ..errors import UserError
 from ..models.hub import hub_errors
+from ..pretrained import resolve_model
 from .checkpoints import list_checkpoints, network_weights
 
 # A pushed repo's subfolders, by the role of the network in the training loop.
@@ -37,7 +39,7 @@ PUSHED_FOLDERS = {
 
 def initial_weights(source: str) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
     """The source's weights by network role ("deblur", "reblur", "judge_sharp", ...), and its image channels."""
-    folder = Path(source).expanduser()
+    folder = Path(resolve_model(source)).expanduser()
     if not folder.exists():
         folder = _download(source)
     if (folder / "config.yaml").is_file() and (folder / "generator").is_dir():
