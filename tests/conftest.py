@@ -90,6 +90,15 @@ TINY_NETWORKS = {
         "model.discriminator.base_channels=4",
         "model.discriminator.n_layers=2",
     ],
+    "general.yaml": [
+        "model.generator.width=4",
+        "model.generator.encoder_blocks=[1, 1]",
+        "model.generator.middle_blocks=1",
+        "model.generator.decoder_blocks=[1, 1]",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+        "train.mixed_precision=no",  # bf16 on a CPU without avx512_bf16 is emulated, and slow
+    ],
 }
 TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
 

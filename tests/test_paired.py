@@ -3,9 +3,11 @@
 import shutil
 
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from cycledeblur.cli import main
 from cycledeblur.config import load_config
 from cycledeblur.data import PairedCropDataset, load_pairs
 from cycledeblur.errors import ConfigError, UserError
@@ -13,7 +15,7 @@ from cycledeblur.models import load_generator
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_TRAINING
 from .test_training import STABILITY_KNOBS, weights
 
 # A plain generator starts far from its target, so its L1 loss has room to fall within a few dozen steps.
@@ -153,3 +155,48 @@ def test_crop_sizes_are_checked_against_the_networks_before_training(tiny_config
     config = tiny_config(f"data.crop_schedule={schedule}", "model.discriminator.name=multiscale_patchgan")
     with pytest.raises(ConfigError, match=message):
         train(config)
+
+
+def test_general_recipe_trains_without_a_judge_on_pairs_blurred_in_the_loader_and_resumes_exactly(
+    tiny_config, photo_folder, tmp_path
+):
+    """configs/general.yaml, tiny: NAFNet on sharp photos blurred in the loader, `loss.adv_deblur: 0`. Stopped at
+    step 2 (mid-epoch: 6 photos, batches of 2) and resumed, it ends as the uninterrupted run, the EMA it delivers
+    included."""
+    common = ("data.blur=", f"data.sharp={photo_folder}", "train.max_steps=6", "train.checkpoint_every=2",
+              "train.keep_checkpoints=3")  # fmt: skip
+    train(tiny_config(*common, run="straight", base="general.yaml"))
+    train(tiny_config(*common, run="resumed", base="general.yaml"), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
+    straight, resumed = weights(tmp_path / "straight", 6), weights(tmp_path / "resumed", 6)
+    assert len(straight) == 2  # the generator and the (idle) judge
+    for name in straight:
+        assert all(torch.equal(straight[name][key], resumed[name][key]) for key in straight[name]), name
+    delivered = [load_file(tmp_path / run / "generator" / "model.safetensors") for run in ("straight", "resumed")]
+    assert all(torch.equal(delivered[0][key], delivered[1][key]) for key in delivered[0])
+    assert load_generator(tmp_path / "straight" / "generator").architecture == "nafnet"
+
+    # The content loss alone: the generator learns, the judge is never judged, trained or stepped.
+    logged = [{key for key in row if not key.startswith("perf/")} for row in read_metrics(tmp_path / "straight")]
+    assert logged == [{"step", "loss/paired_l1", "lr/generator", "data/skipped_files"}] * 6
+    generator, judge = (weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))
+    assert not all(torch.equal(generator[key], straight["model.safetensors"][key]) for key in generator)
+    assert all(torch.equal(judge[key], straight["model_1.safetensors"][key]) for key in judge)
+    judge_optimizer = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006" / "optimizer_1.bin", weights_only=True)
+    assert judge_optimizer["state"] == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.generator.decoder_blocks=[1]", "encoder_blocks [0, 1, 2, 6] and decoder_blocks [1] must have one entry per level"),
+        ("model.generator.encoder_blocks=[1, x]", "model.generator.encoder_blocks[1] has the wrong type: expected int, got 'x'"),
+        ("data.crop_size=40", "data.crop_size=40 must be a multiple of 16, the generator's total stride"),
+    ],
+)
+def test_general_recipe_network_errors_are_one_line(photo_folder, tmp_path, capsys, override, message):
+    """The shipped NAFNet (4 levels), with options that cannot build it or a crop it cannot take."""
+    args = ["train", "--config", str(ROOT / "configs" / "general.yaml"), f"data.sharp={photo_folder}",
+            f"output_dir={tmp_path / 'run'}", *TINY_TRAINING, override]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1, error
