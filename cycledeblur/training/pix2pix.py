@@ -51,7 +51,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
     optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
-    # The judge's schedule spans its own training, which starts after the generator's content_only.
+    # The judge's schedule spans its own training, which starts after the generator's pretraining.
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)
     deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
         deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
