@@ -23,6 +23,7 @@ from cycledeblur.tiling import TiledDeblurrer
 from cycledeblur.training import train
 
 from .conftest import ROOT, TINY_NETWORKS, TINY_OVERRIDES, TINY_TRAINING, photo
+from .test_models import randomised
 
 # Runs `cycledeblur` with every import of torch failing: what a deployment without PyTorch would see.
 WITHOUT_TORCH = (
@@ -207,6 +208,23 @@ def test_the_wiener_generators_fft_exports(unpaired, paired, tmp_path, capsys):
     image = image[:, :61, :53]  # any size: the Wiener generator has no stride, only a minimum size (padded to)
     expected = Deblurrer(resolve_generator(run)).deblur(image)
     assert np.abs(OnnxDeblurrer(path).deblur(image) - expected).max() < 1e-3
+
+
+@pytest.mark.parametrize("options", [("--dynamic",), ("--input-size", "48", "--fp16")], ids=["dynamic", "fp16"])
+def test_nafnet_exports(paired, tmp_path, options):
+    """Its per-pixel layer norm (statistics in float32 even in an fp16 graph), global-average channel attention and
+    pixel shuffles, in a network whose blocks are all open (random weights)."""
+    generator = randomised(build_generator("nafnet", width=4, encoder_blocks=(1, 1), middle_blocks=1, decoder_blocks=(1, 1)))
+    generator.save_pretrained(tmp_path / "nafnet")
+    path = tmp_path / "nafnet.onnx"
+    args = ["export", "--model", str(tmp_path / "nafnet"), "--onnx", str(path), "--check-images", str(paired / "blur")]
+    assert main([*args, *options]) == 0  # within the parity tolerance on real photos, or nothing is written
+    if "--dynamic" in options:
+        image, _ = read_image_array(paired / "blur" / "coffee.png", 3)
+        image = image[:, :61, :53]  # not a multiple of the stride: padded like any photo
+        expected = Deblurrer(resolve_generator(tmp_path / "nafnet")).deblur(image)
+        assert np.abs(expected - image).mean() > 0.01  # the blocks really change the photo
+        assert np.abs(OnnxDeblurrer(path).deblur(image) - expected).max() < 1e-3
 
 
 def test_an_export_that_differs_from_pytorch_fails_and_writes_nothing(
