@@ -1,358 +1,446 @@
-"""How well cycledeblur deblurs, next to classical baselines, on held-out photos with synthetic blur.
+"""How well cycledeblur deblurs, next to classical baselines, on held-out photos under fixed synthetic blurs.
 
-Rerun: python bench/quality.py [--config configs/cpu-fast.yaml] [--set train.max_steps=200 ...] [--out DIR]
-       [--paired-config configs/paired-cpu-fast.yaml | --no-paired]
-(`--skip-train` scores the run already in OUT/runs/NAME again; `--test-limit N` scores the first N test photos
-only, for quick checks; `--device` and `--tile` apply to the model rows.)
+Rerun: python bench/quality.py [--split val|test] [--methods ...] [--seeds 0 1 2] [--set KEY=VALUE ...] [--limit N]
 
-The data are built as `make demo` builds them: the demo photos (`cycledeblur.demo`), training tiles blurred into
-an unpaired set (seed 0) and held-out photos blurred into a paired test set (seed 1), mixed blur, noise 0.005.
-They are reused when OUT already holds them, so a rerun with another config only trains and scores. The config
-is trained with `cycledeblur train` in a subprocess (its wall-clock time, start-up and data loading included, is
-reported and saved in RUN/timing.json so that `--skip-train` can report it again). Every row then deblurs the
-test photos through the same `Deblurrer` and is scored by the same `evaluate_pairs` (PSNR, SSIM):
+Photos: one split of the corpus of bench/corpus.py (`--corpus`, built if missing). The val split serves every
+choice (steps, recipes, levers); the test split only reports. Nothing here is tuned on the scored photos, except
+the columns marked "oracle": their setting is picked per blur row for the best mean PSNR on those very photos, an
+upper bound that no user has.
 
-- blurred input: the test photos as they are;
-- unsharp mask, and Wiener deconvolution with one Gaussian kernel for all photos: classical baselines with one
-  setting each, chosen from a grid for the best mean PSNR on the test photos themselves (an oracle no real user
-  has, so an upper bound for these methods);
-- Wiener deconvolution of each photo with the kernel that blurred it (saved by `synth --save-kernels`): what a
-  Wiener-based deblurrer could reach with perfect kernel estimates, its regularization oracle-tuned likewise;
-- the untrained generator (the config's network and seed, as training starts it; a network that starts as the
-  identity scores as the input) and the trained one;
-- the upper bound: the paired config (`train.mode: paired`) trained with the same overrides (budget; those of
-  model.reblur_generator aside, which it has not) on the same training photos, blurred as pairs (OUT/train-paired, seed 0), in OUT/runs/NAME-paired. The table's last line says
-  what fraction of the paired gain the benchmarked model reaches. (A paired `--config` trains on OUT/train-paired
-  too; then pass `--no-paired`.)
+Rows: each a fixed, seeded degradation of every photo of the split (`--limit N` scores the first N photos only),
+blurred with the project's kernel generators and blur/noise code, noise sigma 0.005, rounded to 8 bits:
+camera shake, Gaussian and defocus blur, each mild and strong; the 100 PSFs of the PyPI package `pyblur`, kernels
+that the project's generators did not draw; and the sharp photos themselves (do no harm: any change costs PSNR).
+Each row is saved as OUT/sets/ROW (blur/, sharp/ with the same names, kernels/ as .npy) and reused while its
+recipe and photos are unchanged.
 
-Writes, beside the run in OUT/runs/NAME/: results.json (every row, per-image PSNR, machine, date, command) and
-figure.png (per test photo, crops where the sharp photo has most detail: blurred | unsharp mask | cycledeblur |
-sharp); prints the table on the terminal and as Markdown, then the command line that reproduces it.
+Columns, all scored the same way (FullReferenceMetrics: PSNR and SSIM on full images):
+- the blurred input;
+- unsharp mask, and Wiener deconvolution with one Gaussian kernel (oracle: one setting per row from a small grid);
+- Wiener deconvolution with each image's true kernel (oracle: its regularisation);
+- the bundled general model (`--general`);
+- unpaired from scratch: configs/cpu-fast.yaml, trained by `cycledeblur train` on the corpus's train tiles, half
+  of them blurred (mixed blur, noise 0.005) and the other half sharp, so that no pair exists;
+- the paired upper bound: configs/paired-cpu-fast.yaml on the same tiles blurred as pairs, with the same budget.
+The trained columns run once per `--seeds` value (`train.seed=N`) and report the mean and the standard deviation
+over seeds. Their runs live in RUNS (shared by both splits) and are reused when finished (`--retrain` forces).
+
+Writes OUT/results.json (every number, per image too, with the machine, date and command; the PSNR of an
+unchanged image is Infinity) and OUT/figure.png (crops where the sharp photo has most detail: input | general |
+sharp); prints the tables in Markdown, then the command that reruns them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.resources
 import itertools
 import json
+import math
 import os
 import platform
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from math import ceil
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate.utils import set_seed
 from PIL import Image, ImageDraw
-from rich.console import Console
-from rich.table import Table
-from torch import nn
 from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio
 from torchvision.transforms.functional import to_pil_image
 
-from cycledeblur.config import Config, load_config
+from cycledeblur.config import load_config
 from cycledeblur.data import load_image_tensor
-from cycledeblur.demo import write_demo_photos
 from cycledeblur.errors import UserError
-from cycledeblur.image_files import read_pixels
-from cycledeblur.evaluation import EvaluationReport, FullReferenceMetrics, evaluate_pairs, matching_pairs
+from cycledeblur.evaluation import FullReferenceMetrics
+from cycledeblur.image_files import list_images
 from cycledeblur.inference import Deblurrer, resolve_generator
-from cycledeblur.models import build_generator
 from cycledeblur.models.kernel import convolve, gaussian_logits
 from cycledeblur.models.wiener import wiener_deconvolve
-from cycledeblur.synth import synthesize_folder
+from cycledeblur.synth import defocus_kernel, gaussian_kernel, motion_kernel, synthesize_folder
+from cycledeblur.synth.random_blur import Degradation
 
-console = Console()
-err_console = Console(stderr=True)
-
-NOISE_SIGMA = 0.005  # as in `make demo`
+ROOT = Path(__file__).resolve().parents[1]
+NOISE_SIGMA = 0.005
+CHANNELS = 3  # grey photos are scored as RGB, as every model here sees them
+TRAIN_SEED = 0  # the synthetic blur of the training tiles, the same for every trained column and seed
 WINDOW_STRIDE = 8  # px between the candidate crop windows of the figure
 UPSCALE = 2  # the figure's crops are enlarged (nearest neighbour) so that single pixels can be compared
 GAP = 4  # px of white between the figure's columns
 CAPTION_HEIGHT = 14  # px above each row of crops, for the default bitmap font
-Pair = tuple[str, torch.Tensor, torch.Tensor]  # (name, blurred, sharp), CxHxW in [0, 1]
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """The normalised isotropic Gaussian of `sigma` px, k x k with k = 2 * ceil(3 sigma) + 1 (no visible truncation)."""
-    size = 2 * ceil(3 * sigma) + 1
-    return gaussian_logits(size, sigma).softmax(0).view(size, size)
-
-
-class UnsharpMask(nn.Module):
-    """x + amount * (x - gaussian_blur(x, sigma)) on [-1, 1] images, clamped: sharpening, not deconvolution."""
-
-    size_multiple = 1  # any image size: there is no stride to pad to
-
-    def __init__(self, channels: int, sigma: float, amount: float) -> None:
-        super().__init__()
-        self.in_channels = channels
-        self.amount = amount
-        self.register_buffer("kernel", gaussian_kernel(sigma))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        blurred = convolve(images, self.kernel.expand(len(images), -1, -1))
-        return (images + self.amount * (images - blurred)).clamp(-1, 1)
-
-
-class GaussianWiener(nn.Module):
-    """Wiener deconvolution of every image with one Gaussian kernel and one gradient-prior weight, clamped."""
-
-    size_multiple = 1
-
-    def __init__(self, channels: int, sigma: float, regularization: float) -> None:
-        super().__init__()
-        self.in_channels = channels
-        self.regularization = regularization
-        self.register_buffer("kernel", gaussian_kernel(sigma))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        batch = len(images)
-        weights = torch.full((batch,), self.regularization, device=images.device)
-        return wiener_deconvolve(images, self.kernel.expand(batch, -1, -1), weights).clamp(-1, 1)
+# The blur rows -------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Baseline:
-    name: str
-    module: type[nn.Module]
-    grid: dict[str, tuple[float, ...]]  # constructor argument -> values tried
+class BlurSet:
+    key: str  # folder and results key
+    title: str
+    source: str  # "motion", "gaussian", "defocus" (the project's generators), "pyblur" or "none"
+    bounds: tuple[float, float] | None  # the generator's path length, sigma or radius range (px)
+    seed: int
+
+    @property
+    def short_title(self) -> str:
+        return self.title.split(" (")[0]
 
 
-UNSHARP = Baseline(
-    "unsharp mask (oracle-tuned)", UnsharpMask, {"sigma": (0.5, 1, 1.5, 2, 3), "amount": (0.25, 0.5, 1, 1.5, 2, 3)}
+BLUR_SETS = (
+    BlurSet("motion-mild", "motion, mild (path 4-12 px)", "motion", (4, 12), 1),
+    BlurSet("motion-strong", "motion, strong (path 15-30 px)", "motion", (15, 30), 2),
+    BlurSet("gaussian-mild", "Gaussian, mild (sigma 0.8-1.6)", "gaussian", (0.8, 1.6), 3),
+    BlurSet("gaussian-strong", "Gaussian, strong (sigma 2.2-3.5)", "gaussian", (2.2, 3.5), 4),
+    BlurSet("defocus-mild", "defocus, mild (radius 1.5-3)", "defocus", (1.5, 3), 5),
+    BlurSet("defocus-strong", "defocus, strong (radius 4-6)", "defocus", (4, 6), 6),
+    BlurSet("pyblur", "pyblur's 100 PSFs (foreign kernels)", "pyblur", None, 7),
+    BlurSet("sharp", "no blur (do no harm)", "none", None, 8),
 )
-WIENER = Baseline(
-    "Wiener deconvolution, one Gaussian kernel (oracle-tuned)",
-    GaussianWiener,
-    {"sigma": (0.7, 1, 1.5, 2, 2.5), "regularization": (1e-3, 3e-3, 1e-2, 3e-2)},
-)
-ORACLE_NOTE = "chosen for the best mean PSNR on these test photos themselves (an oracle)"
-TRUE_KERNEL_ROW = "Wiener deconvolution, each photo's true kernel (oracle)"
-TRUE_KERNEL_REGULARIZATION = (1e-3, 3e-3, 1e-2, 3e-2)
+GENERATORS: dict[str, Callable[[np.random.Generator, tuple[float, float]], np.ndarray]] = {
+    "motion": lambda rng, bounds: motion_kernel(rng, length_range=bounds),
+    "gaussian": lambda rng, bounds: gaussian_kernel(rng, sigma_range=bounds),
+    "defocus": lambda rng, bounds: defocus_kernel(rng, radius_range=bounds),
+}
+
+
+@cache
+def pyblur_psfs() -> tuple[np.ndarray, ...]:
+    """The 100 PSFs shipped with `pyblur`, each normalised to sum 1."""
+    with np.load(importlib.resources.files("pyblur") / "psf.npz", allow_pickle=False) as archive:
+        psfs = [archive[str(index)].astype(np.float64) for index in range(len(archive.files))]
+    return tuple(psf / psf.sum() for psf in psfs)
+
+
+def photo_kernels(blur_set: BlurSet, index: int, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Image-name suffix -> kernel, for the photo `index` of `count`: one image per kernel."""
+    if blur_set.source == "none":
+        return {}
+    if blur_set.source == "pyblur":
+        # Every PSF once when there are at most 100 photos (5 per photo for 20), at least one per photo otherwise.
+        psfs = pyblur_psfs()
+        return {f"_psf{k:02d}": psfs[k] for k in range(index % len(psfs), len(psfs), count)}
+    assert blur_set.bounds is not None
+    return {"": GENERATORS[blur_set.source](rng, blur_set.bounds)}
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """An RGB photo as H x W x 3 floats in [0, 1]."""
+    with Image.open(path) as photo:
+        return np.asarray(photo.convert("RGB"), dtype=np.float64) / 255
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(path)
+
+
+def set_recipe(blur_set: BlurSet, photos: list[Path]) -> dict[str, Any]:
+    """Everything a degraded set depends on: a saved set with another recipe is rebuilt."""
+    return {**asdict(blur_set), "noise_sigma": NOISE_SIGMA, "photos": [photo.name for photo in photos]}
+
+
+def build_set(blur_set: BlurSet, photos: list[Path], folder: Path) -> dict[str, str]:
+    """Degrade every photo into FOLDER/blur (FOLDER/sharp holds the photo under the same name, FOLDER/kernels the
+    kernel); returns image name -> photo name. A photo's kernels and noise come from its own seeded stream, so
+    an image does not change with the photos around it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for side in ("blur", "sharp", "kernels"):
+        (folder / side).mkdir(parents=True)
+    images = {}
+    for index, path in enumerate(photos):
+        photo = read_photo(path)
+        rng = np.random.default_rng([blur_set.seed, index])
+        kernels = photo_kernels(blur_set, index, len(photos), rng)
+        if not kernels:
+            save_png(photo, folder / "blur" / f"{path.stem}.png")
+            save_png(photo, folder / "sharp" / f"{path.stem}.png")
+            images[path.stem] = path.name
+        for suffix, kernel in kernels.items():
+            name = path.stem + suffix
+            # Blur, noise and 8-bit rounding exactly as the loader makes training pairs.
+            blurred = Degradation(blur_set.source, kernel, NOISE_SIGMA, None).apply(photo, rng)
+            save_png(blurred, folder / "blur" / f"{name}.png")
+            save_png(photo, folder / "sharp" / f"{name}.png")
+            np.save(folder / "kernels" / f"{name}.npy", kernel)
+            images[name] = path.name
+    return images
+
+
+def degraded_set(blur_set: BlurSet, photos: list[Path], out: Path) -> dict[str, str]:
+    """The set of `blur_set` under OUT/sets, built unless a complete one with the same recipe is there; returns
+    image name -> photo name."""
+    folder = out / "sets" / blur_set.key
+    manifest_path = folder / "manifest.json"  # written last: a set without one is incomplete
+    expected = set_recipe(blur_set, photos)
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest["recipe"] == expected:
+            return manifest["images"]
+    images = build_set(blur_set, photos, folder)
+    manifest_path.write_text(json.dumps({"recipe": expected, "images": images}, indent=1))
+    return images
 
 
 @dataclass
-class Row:
+class Pair:
     name: str
-    scores: dict[str, dict[str, float]]  # test photo -> metric -> value
-    params: dict[str, float] = field(default_factory=dict)
-    train_seconds: float | None = None
-    steps: int | None = None
-    note: str = ""
-
-    @classmethod
-    def from_report(cls, name: str, report: EvaluationReport, side: str = "output", **details: Any) -> Row:
-        return cls(name, {image.name: getattr(image, side) for image in report.images}, **details)
-
-    def mean(self, metric: str) -> float:
-        return sum(scores[metric] for scores in self.scores.values()) / len(self.scores)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "psnr": self.mean("psnr"),
-            "ssim": self.mean("ssim"),
-            "per_image_psnr": {image: scores["psnr"] for image, scores in self.scores.items()},
-            "params": self.params,
-            "train_seconds": self.train_seconds,
-            "steps": self.steps,
-            "note": self.note,
-        }
+    blurred: torch.Tensor  # C x H x W in [0, 1]
+    sharp: torch.Tensor
+    kernel: np.ndarray | None  # None for the sharp set
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config", type=Path, default=Path("configs/cpu-fast.yaml"), help="training config (YAML; default %(default)s)"
-    )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="config override passed to `cycledeblur train`, e.g. train.max_steps=200 (repeatable)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--paired-config", type=Path, default=Path("configs/paired-cpu-fast.yaml"),
-        help="the paired upper bound's config, trained with the same --set overrides, those of "
-        "model.reblur_generator aside (default %(default)s)",
-    )  # fmt: skip
-    parser.add_argument("--no-paired", action="store_true", help="leave out the paired upper bound (half the time)")
-    parser.add_argument("--name", help="run name, under OUT/runs/ (default: the config file's stem)")
-    parser.add_argument(
-        "--out", type=Path, default=Path("bench/out/quality"), help="data, runs and results (default %(default)s)"
-    )
-    parser.add_argument("--skip-train", action="store_true", help="score the existing run OUT/runs/NAME")
-    parser.add_argument("--device", default="cpu", help="device of the model rows: cpu, cuda, cuda:1...")
-    parser.add_argument("--tile", type=positive_int, help="model rows: process larger images as tiles (px)")
-    parser.add_argument("--crop", type=positive_int, default=160, help="side of the crops in figure.png (px)")
-    parser.add_argument(
-        "--test-limit", type=positive_int, default=None, metavar="N",
-        help="score only the first N test photos (by name), for quick checks; the default scores all",
-    )  # fmt: skip
-    return parser.parse_args(argv)
-
-
-def build_data(out: Path) -> Path:
-    """The unpaired training set OUT/train, the same photos as pairs OUT/train-paired, and the paired test set
-    OUT/test, built as `make demo` builds them; each one is reused when complete."""
-    photos = out / "photos"
-    sets = {  # folder -> (photos, seed, paired, kernels), the last file synth writes
-        out / "train": (photos / "train", 0, False, "blur"),
-        out / "train-paired": (photos / "train", 0, True, "blur"),
-        out / "test": (photos / "test", 1, True, "kernels"),
-    }
-    for folder, (source, seed, paired, last) in sets.items():
-        if (folder / last).is_dir() and any((folder / last).iterdir()):
-            console.print(f"reusing {folder} (delete it to rebuild)")
-            continue
-        shutil.rmtree(folder, ignore_errors=True)  # a half-built set: synthesize_folder refuses non-empty folders
-        if not source.is_dir():
-            write_demo_photos(photos)
-        synthesize_folder(
-            source, folder, kind="mixed", seed=seed, noise_sigma=NOISE_SIGMA, paired=paired, save_kernels=folder.name == "test"
+def load_pairs(folder: Path, names: list[str]) -> Iterator[Pair]:
+    """The pairs one at a time: a set of 100 photos would not fit in memory comfortably."""
+    for name in names:
+        kernel_path = folder / "kernels" / f"{name}.npy"
+        yield Pair(
+            name,
+            load_image_tensor(folder / "blur" / f"{name}.png", CHANNELS),
+            load_image_tensor(folder / "sharp" / f"{name}.png", CHANNELS),
+            np.load(kernel_path) if kernel_path.is_file() else None,
         )
-    return out / "test"
 
 
-def first_pairs(test_dir: Path, limit: int) -> Path:
-    """A copy of the first `limit` pairs of the test set (by name), next to it; rebuilt on every call."""
-    subset = test_dir.with_name(f"{test_dir.name}-first-{limit}")
-    shutil.rmtree(subset, ignore_errors=True)
-    for _, blurred, sharp in matching_pairs(test_dir / "blur", test_dir / "sharp")[:limit]:
-        kernel = kernel_path(test_dir, sharp.relative_to(test_dir / "sharp"))
-        for path, side in ((blurred, "blur"), (sharp, "sharp"), (kernel, "kernels")):
-            target = subset / side / path.relative_to(test_dir / side)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-    return subset
+# Classical baselines, oracle-tuned ---------------------------------------------------------------------------
+
+Params = dict[str, float]
+Grid = dict[str, tuple[float, ...]]  # parameter -> values tried
 
 
-def train_run(config_path: Path, overrides: list[str], run_dir: Path, train_dir: Path, out: Path) -> float:
-    """Train into `run_dir` on TRAIN_DIR/blur and TRAIN_DIR/sharp with `cycledeblur train`; returns the wall-clock
-    seconds, also saved in timing.json."""
-    # A fresh run: checkpoints and samples of an earlier one would otherwise mix into its folder.
-    shutil.rmtree(run_dir, ignore_errors=True)
+def gaussian(sigma: float) -> torch.Tensor:
+    """The normalised isotropic Gaussian of `sigma` px, k x k with k = 2 * ceil(3 sigma) + 1 (no visible truncation)."""
+    size = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_logits(size, sigma).softmax(0).view(size, size)
+
+
+def wiener(image: torch.Tensor, kernel: torch.Tensor, regularization: float) -> torch.Tensor:
+    return wiener_deconvolve(image[None], kernel[None].float(), torch.tensor([regularization]))[0].clamp(0, 1)
+
+
+def unsharp_candidates(pair: Pair, grid: Grid) -> Iterator[tuple[Params, torch.Tensor]]:
+    """x + amount * (x - gaussian_blur(x, sigma)): sharpening, not deconvolution. One blur serves every amount."""
+    for sigma in grid["sigma"]:
+        detail = pair.blurred - convolve(pair.blurred[None], gaussian(sigma)[None])[0]
+        for amount in grid["amount"]:
+            yield {"sigma": sigma, "amount": amount}, (pair.blurred + amount * detail).clamp(0, 1)
+
+
+def gaussian_wiener_candidates(pair: Pair, grid: Grid) -> Iterator[tuple[Params, torch.Tensor]]:
+    for sigma, regularization in itertools.product(grid["sigma"], grid["regularization"]):
+        yield {"sigma": sigma, "regularization": regularization}, wiener(pair.blurred, gaussian(sigma), regularization)
+
+
+def true_kernel_candidates(pair: Pair, grid: Grid) -> Iterator[tuple[Params, torch.Tensor]]:
+    """What a Wiener-based deblurrer reaches with a perfect kernel estimate."""
+    assert pair.kernel is not None
+    kernel = torch.from_numpy(pair.kernel)
+    for regularization in grid["regularization"]:
+        yield {"regularization": regularization}, wiener(pair.blurred, kernel, regularization)
+
+
+@dataclass(frozen=True)
+class Oracle:
+    title: str
+    candidates: Callable[[Pair, Grid], Iterator[tuple[Params, torch.Tensor]]]  # (setting, output) per grid point
+    grid: Grid
+    needs_kernel: bool = False
+
+    def restore(self, pair: Pair, params: Params) -> torch.Tensor:
+        """The output for one setting: the candidates of a one-point grid."""
+        return next(self.candidates(pair, {key: (value,) for key, value in params.items()}))[1]
+
+
+ORACLES = {
+    "unsharp": Oracle(
+        "unsharp mask (oracle)", unsharp_candidates, {"sigma": (0.5, 1, 1.5, 2, 3), "amount": (0.25, 0.5, 1, 1.5, 2, 3)}
+    ),
+    "wiener-gaussian": Oracle(
+        "Wiener, one Gaussian (oracle)",
+        gaussian_wiener_candidates,
+        {"sigma": (0.7, 1, 1.5, 2, 2.5, 3, 4), "regularization": (1e-3, 3e-3, 1e-2, 3e-2)},
+    ),
+    "wiener-true": Oracle(
+        "Wiener, true kernel (oracle)",
+        true_kernel_candidates,
+        {"regularization": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)},
+        needs_kernel=True,
+    ),
+}
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
+    # PSNR alone, as FullReferenceMetrics computes it: SSIM would make the grid searches several times slower.
+    return float(peak_signal_noise_ratio(image[None], reference[None], data_range=1.0))
+
+
+def tune(oracles: dict[str, Oracle], pairs: Iterable[Pair]) -> dict[str, Params]:
+    """Each oracle's grid point with the best mean PSNR on `pairs` (the scored photos), in one pass over them."""
+    totals: dict[str, dict[tuple[tuple[str, float], ...], float]] = {key: defaultdict(float) for key in oracles}
+    for pair in pairs:
+        for key, oracle in oracles.items():
+            for params, output in oracle.candidates(pair, oracle.grid):
+                totals[key][tuple(params.items())] += psnr(output, pair.sharp)
+    return {key: dict(max(scores, key=scores.__getitem__)) for key, scores in totals.items()}
+
+
+# Trained columns ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    title: str
+    config: Path
+    paired: bool  # trained on blurred/sharp pairs of the tiles, or on disjoint halves
+
+
+RECIPES = {
+    "unpaired": TrainingRecipe("unpaired cpu-fast, from scratch", ROOT / "configs" / "cpu-fast.yaml", False),
+    "paired": TrainingRecipe("paired cpu-fast (upper bound)", ROOT / "configs" / "paired-cpu-fast.yaml", True),
+}
+# The columns in table order: --methods picks among all but the input, which every gain refers to.
+TITLES = {
+    "input": "input",
+    **{key: oracle.title for key, oracle in ORACLES.items()},
+    "general": "general model",
+    **{key: recipe.title for key, recipe in RECIPES.items()},
+}
+METHODS = [key for key in TITLES if key != "input"]
+
+
+@dataclass
+class TrainedRun:
+    folder: Path
+    train_seconds: float | None  # wall clock of `cycledeblur train`, start-up and data loading included
+    reused: bool
+
+
+def recipe_overrides(recipe: TrainingRecipe, overrides: list[str]) -> list[str]:
+    """The --set overrides of a recipe: the paired one has no reblurring generator to set."""
+    if not recipe.paired:
+        return overrides
+    return [override for override in overrides if not override.startswith("model.reblur_generator")]
+
+
+def training_tiles(corpus: Path, runs: Path, paired: bool) -> Path:
+    """The corpus's train tiles under the mixed synthetic blur of `make demo`, as pairs or unpaired; built once."""
+    folder = runs / "data" / ("paired" if paired else "unpaired")
+    done = folder / "synth.json"  # written last: a folder without it is incomplete
+    if not done.is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # synthesize_folder refuses non-empty folders
+        summary = synthesize_folder(
+            corpus / "train", folder, kind="mixed", seed=TRAIN_SEED, noise_sigma=NOISE_SIGMA, paired=paired
+        )
+        done.write_text(json.dumps(summary, indent=1))
+    return folder
+
+
+def run_folder(runs: Path, method: str, seed: int, overrides: list[str]) -> Path:
+    """Runs with other overrides (a tiny budget, another lever) get their own folder, so none is reused by mistake."""
+    suffix = "-" + hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8] if overrides else ""
+    return runs / f"{method}-seed{seed}{suffix}"
+
+
+def finished(run: Path) -> bool:
+    return all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors"))
+
+
+def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_dir: Path) -> float:
+    """Train into `run` on TILES/blur and TILES/sharp with `cycledeblur train`; returns the wall-clock seconds, also
+    saved in RUN/timing.json so that a reused run reports them again."""
+    shutil.rmtree(run, ignore_errors=True)  # checkpoints and samples of an earlier run would mix into it
     command = [
-        sys.executable, "-m", "cycledeblur", "train", "--config", str(config_path), f"output_dir={run_dir}",
-        f"data.blur={train_dir / 'blur'}", f"data.sharp={train_dir / 'sharp'}", *overrides,
+        sys.executable, "-m", "cycledeblur", "train", "--config", str(config), f"output_dir={run}",
+        f"data.blur={tiles / 'blur'}", f"data.sharp={tiles / 'sharp'}", *overrides,
     ]  # fmt: skip
     # One compute thread: these tiny networks gain little from a second, which the data worker uses instead.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(out / ".cache")}
-    console.print(f"training: {shlex.join(command)}", soft_wrap=True, highlight=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
+    log(f"training: {shlex.join(command)}")
     started = time.perf_counter()
     code = subprocess.run(command, env=env).returncode
     seconds = time.perf_counter() - started
     if code != 0:
         raise UserError(f"training failed with exit code {code} (its messages are above)")
-    (run_dir / "timing.json").write_text(json.dumps({"train_seconds": seconds}))
+    (run / "timing.json").write_text(json.dumps({"train_seconds": seconds}))
     return seconds
 
 
-def recorded_train_seconds(run_dir: Path) -> float | None:
-    """The training time saved by an earlier `train_run`, or None for a run trained some other way."""
-    if not (run_dir / "generator").is_dir():
-        raise UserError(f"--skip-train: {run_dir} holds no trained generator; run once without --skip-train")
-    timing = run_dir / "timing.json"
-    return json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
+def trained_runs(args: argparse.Namespace, method: str) -> dict[int, TrainedRun]:
+    """Seed -> the finished run of recipe `method`, trained now unless reused."""
+    recipe = RECIPES[method]
+    overrides = recipe_overrides(recipe, args.overrides)
+    runs = {}
+    for seed in args.seeds:
+        seeded = [*overrides, f"train.seed={seed}"]
+        run = run_folder(args.runs, method, seed, overrides)
+        if finished(run) and not args.retrain:
+            timing = run / "timing.json"
+            seconds = json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
+            runs[seed] = TrainedRun(run, seconds, reused=True)
+            continue
+        tiles = training_tiles(args.corpus, args.runs, recipe.paired)
+        seconds = train_run(recipe.config, seeded, run, tiles, args.runs / ".cache")
+        runs[seed] = TrainedRun(run, seconds, reused=False)
+    return runs
 
 
-def load_pairs(test_dir: Path, channels: int) -> list[Pair]:
-    return [
-        (name, load_image_tensor(blurred, channels), load_image_tensor(sharp, channels))
-        for name, blurred, sharp in matching_pairs(test_dir / "blur", test_dir / "sharp")
-    ]
+# Scoring -----------------------------------------------------------------------------------------------------
+
+Column = tuple[str, int | None]  # (method, seed): a seed for the trained columns only
+Restorer = Callable[[Pair], torch.Tensor]
+ImageScores = dict[str, dict[str, float]]  # image name -> metric -> value
 
 
-def grid_points(grid: dict[str, tuple[float, ...]]) -> Iterator[dict[str, float]]:
-    for values in itertools.product(*grid.values()):
-        yield dict(zip(grid, values))
-
-
-def mean_psnr(outputs: list[torch.Tensor], pairs: list[Pair]) -> float:
-    # PSNR alone, as FullReferenceMetrics computes it: SSIM would make the searches several times slower.
-    scores = [
-        float(peak_signal_noise_ratio(output[None], sharp[None], data_range=1.0))
-        for output, (_, _, sharp) in zip(outputs, pairs)
-    ]
-    return sum(scores) / len(scores)
-
-
-def deblur_all(deblurrer: Deblurrer, pairs: list[Pair]) -> list[torch.Tensor]:
-    return [deblurrer(blurred) for _, blurred, _ in pairs]
-
-
-def oracle_tune(baseline: Baseline, pairs: list[Pair], channels: int) -> dict[str, float]:
-    """The grid point with the best mean PSNR on `pairs`, the test photos themselves."""
-    return max(
-        grid_points(baseline.grid),
-        key=lambda params: mean_psnr(deblur_all(Deblurrer(baseline.module(channels, **params)), pairs), pairs),
-    )
-
-
-def baseline_row(baseline: Baseline, pairs: list[Pair], channels: int, test_dir: Path) -> Row:
-    params = oracle_tune(baseline, pairs, channels)
-    report = score(Deblurrer(baseline.module(channels, **params)), test_dir)
-    return Row.from_report(baseline.name, report, params=params, note=ORACLE_NOTE)
-
-
-def kernel_path(test_dir: Path, relative_name: Path) -> Path:
-    """Where `synth --save-kernels` put the kernel that blurred the test photo of this relative name."""
-    return (test_dir / "kernels" / relative_name).with_suffix(".png")
-
-
-def saved_kernel(path: Path) -> torch.Tensor:
-    """A kernel written by `synth --save-kernels` (8-bit, scaled to its maximum), normalised to sum to one again."""
-    kernel = torch.from_numpy(read_pixels(path)[:, :, 0].astype("float32"))
-    return kernel / kernel.sum()
-
-
-def true_kernel_row(pairs: list[Pair], test_dir: Path) -> Row:
-    """Wiener deconvolution of each photo with the very kernel that blurred it: the headroom of perfect kernel
-    estimation for a Wiener-based deblurrer. Lambda is oracle-tuned like the baselines'."""
-    names = {name: blurred_path for name, blurred_path, _ in matching_pairs(test_dir / "blur", test_dir / "sharp")}
-    kernels = [saved_kernel(kernel_path(test_dir, names[name].relative_to(test_dir / "blur"))) for name, _, _ in pairs]
-
-    def restore(regularization: float) -> list[torch.Tensor]:
-        weight = torch.tensor([regularization])
-        return [
-            wiener_deconvolve(blurred[None], kernel[None], weight)[0].clamp(0, 1)
-            for (_, blurred, _), kernel in zip(pairs, kernels)
-        ]
-
-    best = max(TRUE_KERNEL_REGULARIZATION, key=lambda regularization: mean_psnr(restore(regularization), pairs))
+def score_set(
+    restorers: dict[Column, Restorer], pairs: Iterable[Pair], seconds: dict[str, float]
+) -> dict[Column, ImageScores]:
+    """Every column's PSNR and SSIM (and LPIPS where its weights are on disk) on every pair, by FullReferenceMetrics;
+    the time spent restoring is added to `seconds`, per method."""
     metrics = FullReferenceMetrics()
-    scores = {name: metrics(output, sharp) for (name, _, sharp), output in zip(pairs, restore(best))}
-    return Row(TRUE_KERNEL_ROW, scores, params={"regularization": best}, note=ORACLE_NOTE)
+    scores: dict[Column, ImageScores] = defaultdict(dict)
+    for pair in pairs:
+        for column, restore in restorers.items():
+            started = time.perf_counter()
+            output = restore(pair)
+            seconds[column[0]] += time.perf_counter() - started
+            scores[column][pair.name] = metrics(output, pair.sharp)
+    return scores
 
 
-def untrained_generator(config: Config) -> nn.Module:
-    """The deblurring generator as training starts it: the config's family, options and seed."""
-    set_seed(config.train.seed)
-    spec, channels = config.model.generator, config.data.channels
-    return build_generator(spec.name, in_channels=channels, out_channels=channels, **spec.options)
+def mean(scores: ImageScores, metric: str) -> float:
+    return statistics.fmean(image[metric] for image in scores.values())
 
 
-def score(deblurrer: Deblurrer, test_dir: Path) -> EvaluationReport:
-    report = evaluate_pairs(deblurrer, test_dir / "blur", test_dir / "sharp")
-    if report.failed:  # rows scored on different photos would not compare
-        raise UserError(f"a test photo could not be scored: {next(iter(report.failed.values()))}")
-    return report
+def summary(method: str, columns: dict[Column, ImageScores], params: Params | None) -> dict[str, Any] | None:
+    """A method's numbers on one set: means and per-image scores; for trained methods, per seed and over seeds
+    (mean of the seeds' means, and their sample standard deviation). None where the method was not run."""
+    runs = {seed: scores for (name, seed), scores in columns.items() if name == method}
+    if not runs:
+        return None
+    if None in runs:
+        record = {"psnr": mean(runs[None], "psnr"), "ssim": mean(runs[None], "ssim"), "per_image": runs[None]}
+        return record if params is None else {**record, "params": params}
+    seeds = {seed: {"psnr": mean(s, "psnr"), "ssim": mean(s, "ssim"), "per_image": s} for seed, s in runs.items()}
+    record: dict[str, Any] = {}
+    for metric in ("psnr", "ssim"):
+        values = [seed[metric] for seed in seeds.values()]
+        record[metric] = statistics.fmean(values)
+        record[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
+    return {**record, "seeds": {str(seed): numbers for seed, numbers in seeds.items()}}
+
+
+# Figure ------------------------------------------------------------------------------------------------------
 
 
 def busiest_window(sharp: torch.Tensor, crop: int) -> tuple[int, int]:
@@ -369,8 +457,10 @@ def enlarged_crop(image: torch.Tensor, top: int, left: int, crop: int) -> Image.
     return window.resize((crop * UPSCALE, crop * UPSCALE), Image.Resampling.NEAREST)
 
 
-def figure_row(panels: dict[str, torch.Tensor], crop: int, top: int, left: int) -> Image.Image:
-    """The panels' crops side by side, each under its caption."""
+def figure_row(panels: dict[str, torch.Tensor], crop: int) -> Image.Image:
+    """The panels' crops side by side, each under its caption, at the window where the last panel (the sharp
+    photo) has most detail."""
+    top, left = busiest_window(list(panels.values())[-1], crop)
     side = crop * UPSCALE
     row = Image.new("RGB", (len(panels) * side + (len(panels) - 1) * GAP, CAPTION_HEIGHT + side), "white")
     draw = ImageDraw.Draw(row)
@@ -381,166 +471,300 @@ def figure_row(panels: dict[str, torch.Tensor], crop: int, top: int, left: int) 
     return row
 
 
-def save_figure(pairs: list[Pair], unsharp: Deblurrer, model: Deblurrer, crop: int, path: Path) -> None:
+def save_figure(examples: list[tuple[BlurSet, Pair]], general: Deblurrer | None, crop: int, path: Path) -> None:
+    """One row per (blur set, pair): input | general model (when benchmarked) | sharp."""
+    crop = min(crop, *(min(pair.sharp.shape[-2:]) for _, pair in examples))  # small photos: one crop size for all
     rows = []
-    for name, blurred, sharp in pairs:
-        if crop > min(sharp.shape[-2:]):
-            raise UserError(f"--crop {crop} is larger than test photo {name} ({sharp.shape[-1]}x{sharp.shape[-2]})")
-        panels = {
-            f"{name}: blurred input": blurred,
-            "unsharp mask": unsharp(blurred),
-            "cycledeblur": model(blurred),
-            "sharp": sharp,
-        }
-        rows.append(figure_row(panels, crop, *busiest_window(sharp, crop)))
+    for blur_set, pair in examples:
+        panels = {f"{pair.name}: {blur_set.short_title}": pair.blurred}
+        if general is not None:
+            panels["general model"] = general(pair.blurred)
+        panels["sharp"] = pair.sharp
+        rows.append(figure_row(panels, crop))
     figure = Image.new("RGB", (rows[0].width, sum(row.height for row in rows)), "white")
     for index, row in enumerate(rows):
         figure.paste(row, (0, index * row.height))
     figure.save(path, optimize=True)
 
 
-def machine() -> dict[str, Any]:
+# Report ------------------------------------------------------------------------------------------------------
+
+
+def machine(device: str) -> dict[str, Any]:
+    """The CPU (with the bf16 units that decide whether bf16 training pays), the GPU if the models ran on one."""
     cpuinfo = Path("/proc/cpuinfo")
-    models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE) if cpuinfo.is_file() else []
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    models = re.findall(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = set(re.findall(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)[0].split()) if "flags" in text else set()
     return {
         "cpu": models[0] if models else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
         "torch": torch.__version__,
-        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
     }
 
 
-def cells(row: Row, reference: Row) -> list[str]:
-    """A row's table cells after its name: PSNR, SSIM, gain over `reference` (the input), train time, steps."""
-    psnr = row.mean("psnr")
-    gain = "" if row is reference else f"{psnr - reference.mean('psnr'):+.2f}"
-    seconds = "" if row.train_seconds is None else f"{row.train_seconds:.0f}"
-    return [f"{psnr:.2f}", f"{row.mean('ssim'):.4f}", gain, seconds, "" if row.steps is None else str(row.steps)]
+def number(value: float, digits: int) -> str:
+    return "∞" if value == math.inf else f"{value:.{digits}f}"
 
 
-HEADERS = ("PSNR (dB)", "SSIM", "gain over input (dB)", "train time (s)", "steps")
+def cell(record: dict[str, Any] | None, metric: str, reference: float | None) -> str:
+    """`mean [± std over seeds] [(gain over the reference)]`; a dash where the method does not apply."""
+    if record is None:
+        return "—"
+    digits = 2 if metric == "psnr" else 4
+    text = number(record[metric], digits)
+    if record.get(f"{metric}_std") is not None:
+        text += f" ± {record[f'{metric}_std']:.{digits}f}"
+    if reference is not None and math.isfinite(record[metric] - reference):
+        text += f" ({record[metric] - reference:+.{digits}f})"
+    return text
 
 
-def notes(rows: list[Row]) -> list[str]:
-    """One line per row with a note: its chosen settings and the note."""
-    lines = []
-    for row in rows:
-        if row.note:
-            settings = [f"{key} {value:g}" for key, value in row.params.items()]
-            lines.append(f"{row.name}: " + ", ".join([*settings, row.note]))
+def markdown_table(results: dict[str, Any], columns: list[str], metric: str, title: str) -> list[str]:
+    lines = [f"| {title} | " + " | ".join(TITLES[column] for column in columns) + " |"]
+    lines.append("| --- |" + " ---: |" * len(columns))
+    for blur_set in results["sets"].values():
+        records = blur_set["methods"]
+        reference = records["input"][metric] if metric == "psnr" else None
+        cells = [cell(records.get(c), metric, None if c == "input" else reference) for c in columns]
+        lines.append(f"| {blur_set['title']} | " + " | ".join(cells) + " |")
     return lines
 
 
-def print_table(rows: list[Row], title: str) -> None:
-    table = Table(title=title)
-    table.add_column("method")
-    for header in HEADERS:
-        table.add_column(header, justify="right")
-    for row in rows:
-        table.add_row(row.name, *cells(row, rows[0]))
-    console.print(table)
-    for line in notes(rows):
-        console.print(line, soft_wrap=True, highlight=False)
-
-
-def markdown_table(rows: list[Row], title: str, results: dict[str, Any]) -> str:
-    """The table and its notes for README.md, ending with the machine and date."""
-    lines = [f"| {title} | " + " | ".join(HEADERS) + " |", "| --- |" + " ---: |" * len(HEADERS)]
-    lines += [f"| {row.name} | " + " | ".join(cells(row, rows[0])) + " |" for row in rows]
+def notes(results: dict[str, Any]) -> list[str]:
+    """The chosen oracle settings, the trained columns' budget and seeds, the photos, the machine."""
+    lines = []
+    for method in ORACLES:
+        chosen = [
+            f"{blur_set['short_title']}: " + ", ".join(f"{k} {v:g}" for k, v in record["params"].items())
+            for blur_set in results["sets"].values()
+            if (record := blur_set["methods"].get(method))
+        ]
+        if chosen:
+            lines.append(f"- {TITLES[method]}, picked on the scored photos themselves: " + "; ".join(chosen) + ".")
+    for method, training in results["training"].items():
+        times = [run["train_seconds"] for run in training["runs"].values() if run["train_seconds"] is not None]
+        lines.append(
+            f"- {TITLES[method]}: mean ± standard deviation over seeds {' '.join(training['runs'])} (train.seed), "
+            f"{training['steps']} steps of batch {training['batch_size']} on {training['crop_size']} px crops"
+            + (f", {statistics.fmean(times):.0f} s of training per run" if times else "")
+            + "."
+        )
+    if results["general_model"]:
+        lines.append(f"- general model: `{results['general_model']}`.")
     computer = results["machine"]
-    where = f"{computer['cpu']} ({computer['cpu_count']} cores), GPU {computer['cuda_device'] or 'none'}"
-    return "\n".join([*lines, "", *notes(rows), f"{where}, torch {computer['torch']}, {results['date']}"])
+    units = [flag for flag in ("avx512_bf16", "amx_bf16") if computer[flag]]
+    count = len(results["photos"])
+    lines.append(
+        f"- {count} photo{'s' if count > 1 else ''} of the {results['split']} split ({results['corpus']}); "
+        f"{computer['cpu']} ({computer['cpu_count']} cores{', ' + ', '.join(units) if units else ', no bf16 units'}), "
+        f"GPU {computer['gpu'] or 'none'}, torch {computer['torch']}, {results['date']}."
+    )
+    return lines
 
 
-def results_record(rows: list[Row], test_dir: Path, command: str, **extra: Any) -> dict[str, Any]:
+def markdown(results: dict[str, Any], columns: list[str]) -> str:
+    split = results["split"]
+    return "\n".join(
+        [
+            *markdown_table(results, columns, "psnr", f"PSNR (dB), gain over the input, {split}"),
+            "",
+            *markdown_table(results, columns, "ssim", f"SSIM, {split}"),
+            "",
+            *notes(results),
+        ]
+    )
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# The benchmark -----------------------------------------------------------------------------------------------
+
+
+def corpus_photos(corpus: Path, split: str, with_train: bool) -> list[Path]:
+    """The photos of `split`, the corpus being built first where it lacks a needed split."""
+    missing = [name for name in (split, *(["train"] if with_train else [])) if not (corpus / name).is_dir()]
+    if missing:
+        log(f"building the corpus's {' and '.join(missing)} split(s) in {corpus}")
+        command = [sys.executable, str(ROOT / "bench" / "corpus.py"), str(corpus), "--splits", *missing]
+        if subprocess.run(command).returncode != 0:
+            raise UserError(f"could not build the corpus: {shlex.join(command)} failed (its messages are above)")
+    photos = list_images(corpus / split)
+    if not photos:
+        raise UserError(f"{corpus / split} holds no photos")
+    return photos
+
+
+def training_record(runs: dict[int, TrainedRun], overrides: list[str], recipe: TrainingRecipe) -> dict[str, Any]:
+    config = load_config(next(iter(runs.values())).folder / "config.yaml")  # as trained: file and overrides
     return {
-        "rows": [row.to_dict() for row in rows],
-        **extra,
-        "test_set": str(test_dir),
-        "machine": machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
+        "config": str(recipe.config.relative_to(ROOT)),
+        "overrides": overrides,
+        "steps": config.train.max_steps,
+        "batch_size": config.train.batch_size,
+        "crop_size": config.data.crop_size,
+        "runs": {
+            str(seed): {"folder": str(run.folder), "train_seconds": run.train_seconds, "reused": run.reused}
+            for seed, run in runs.items()
+        },
     }
 
 
-def paired_overrides(overrides: list[str]) -> list[str]:
-    """The --set overrides for the paired run (same budget, same networks), less the reblurring generator's:
-    paired training has none."""
-    return [override for override in overrides if not override.startswith("model.reblur_generator")]
+def figure_examples(out: Path, sets: dict[str, dict[str, str]], photos: list[str]) -> list[tuple[BlurSet, Pair]]:
+    """One image per blurred set, each from another scored photo while there are enough."""
+    examples = []
+    for index, blur_set in enumerate(s for s in BLUR_SETS if s.source != "none"):
+        photo = photos[index % len(photos)]
+        name = min(name for name, source in sets[blur_set.key].items() if source == photo)
+        examples.append((blur_set, next(load_pairs(out / "sets" / blur_set.key, [name]))))
+    return examples
+
+
+def model_restorers(
+    general: Deblurrer | None, runs: dict[str, dict[int, TrainedRun]], device: str
+) -> dict[Column, Restorer]:
+    """The columns that need no tuning: the input itself, the general model, each trained run."""
+    models: dict[Column, Restorer] = {("input", None): lambda pair: pair.blurred}
+    if general is not None:
+        models["general", None] = lambda pair: general(pair.blurred)
+    for method, seeded in runs.items():
+        for seed, run in seeded.items():
+            deblurrer = Deblurrer(resolve_generator(run.folder), device=device)
+            models[method, seed] = lambda pair, deblurrer=deblurrer: deblurrer(pair.blurred)
+    return models
+
+
+def evaluate_set(
+    blur_set: BlurSet, pairs: Callable[[], Iterator[Pair]], methods: list[str], models: dict[Column, Restorer],
+    seconds: dict[str, Any],
+) -> dict[str, Any]:
+    """Tune the oracles on the set's scored pairs, then score every column on them; `pairs()` reads them anew."""
+    oracles = {
+        key: oracle
+        for key, oracle in ORACLES.items()
+        if key in methods and not (oracle.needs_kernel and blur_set.source == "none")
+    }
+    started = time.perf_counter()
+    params = tune(oracles, pairs()) if oracles else {}
+    tuned = time.perf_counter()
+    restorers = dict(models)
+    for key, oracle in oracles.items():
+        restorers[key, None] = lambda pair, oracle=oracle, chosen=params[key]: oracle.restore(pair, chosen)
+    scores = score_set(restorers, pairs(), seconds["restore"])
+    scored = time.perf_counter()
+    seconds["tune"] += tuned - started
+    seconds["score"] += scored - tuned
+    log(f"{blur_set.key}: {len(scores['input', None])} images, tuned in {tuned - started:.0f} s, "
+        f"scored in {scored - tuned:.0f} s")  # fmt: skip
+    records = {method: summary(method, scores, params.get(method)) for method in methods}
+    return {
+        "title": blur_set.title,
+        "short_title": blur_set.short_title,
+        "images": len(scores["input", None]),
+        "methods": {method: record for method, record in records.items() if record is not None},
+    }
 
 
 def run_benchmark(args: argparse.Namespace, command: str) -> None:
-    name = args.name or args.config.stem
-    # A missing run, config or bad override fails at once, not after the data are built.
-    mode = load_config(args.config, args.overrides).train.mode
-    training_data = {"unpaired": args.out / "train", "paired": args.out / "train-paired"}
-    runs = {"main": (args.config, args.out / "runs" / name, training_data[mode])}
-    if not args.no_paired:
-        runs["paired"] = (args.paired_config, args.out / "runs" / f"{name}-paired", training_data["paired"])
-    overrides = {"main": args.overrides, "paired": paired_overrides(args.overrides)}
-    train_seconds = {}
-    for kind, (config_path, run_dir, _) in runs.items():
-        if args.skip_train:
-            train_seconds[kind] = recorded_train_seconds(run_dir)
-        else:
-            load_config(config_path, overrides[kind])
-    test_dir = build_data(args.out)
-    if args.test_limit is not None:
-        test_dir = first_pairs(test_dir, args.test_limit)
-    if not args.skip_train:
-        for kind, (config_path, run_dir, train_dir) in runs.items():
-            train_seconds[kind] = train_run(config_path, overrides[kind], run_dir, train_dir, args.out)
-    run_dir = runs["main"][1]
-    config = load_config(run_dir / "config.yaml")  # what the run trained: the config file with every override
-    channels, steps = config.data.channels, config.train.max_steps
-    pairs = load_pairs(test_dir, channels)
+    methods = [column for column in TITLES if column == "input" or column in args.methods]
+    # A bad override, config or model fails at once, not after an hour of work.
+    for method in (m for m in methods if m in RECIPES):
+        load_config(RECIPES[method].config, recipe_overrides(RECIPES[method], args.overrides))
+    general = Deblurrer(resolve_generator(args.general), device=args.device) if "general" in methods else None
+    photos = corpus_photos(args.corpus, args.split, with_train=any(m in RECIPES for m in methods))
+    scored = [photo.name for photo in photos[: args.limit]]
+    out = args.out or Path("bench/out/quality") / args.split
+    seconds: dict[str, Any] = {"degrade": 0.0, "tune": 0.0, "score": 0.0, "restore": defaultdict(float)}
 
-    # The baselines run on the CPU on whole images: tiles would change what the oracle tunes, and they are cheap.
-    unsharp, wiener = (baseline_row(baseline, pairs, channels, test_dir) for baseline in (UNSHARP, WIENER))
-    untrained = Deblurrer(untrained_generator(config), device=args.device, tile=args.tile)
-    model = Deblurrer(resolve_generator(run_dir), device=args.device, tile=args.tile)
-    model_report = score(model, test_dir)
-    rows = [
-        # evaluate_pairs scores the unprocessed input beside every output: any report holds the input row.
-        Row.from_report("blurred input", model_report, side="input"),
-        unsharp,
-        wiener,
-        true_kernel_row(pairs, test_dir),
-        Row.from_report("cycledeblur, untrained (step 0)", score(untrained, test_dir), steps=0),
-        Row.from_report(
-            f"cycledeblur {mode} ({name}, {steps} steps)", model_report,
-            train_seconds=train_seconds["main"], steps=steps,
-        ),
-    ]  # fmt: skip
-    if "paired" in runs:
-        paired_dir = runs["paired"][1]
-        paired_steps = load_config(paired_dir / "config.yaml").train.max_steps
-        paired_model = Deblurrer(resolve_generator(paired_dir), device=args.device, tile=args.tile)
-        rows.append(
-            Row.from_report(
-                f"cycledeblur paired, upper bound ({paired_dir.name}, {paired_steps} steps)", score(paired_model, test_dir),
-                train_seconds=train_seconds["paired"], steps=paired_steps,
-                note="trained on the same training photos as blurred/sharp pairs (train.mode paired)",
-            )
-        )  # fmt: skip
+    started = time.perf_counter()
+    # Every photo of the split, --limit or not: a set must not change with the photos scored.
+    sets = {blur_set.key: degraded_set(blur_set, photos, out) for blur_set in BLUR_SETS}
+    seconds["degrade"] = time.perf_counter() - started
+    runs = {method: trained_runs(args, method) for method in methods if method in RECIPES}
+    models = model_restorers(general, runs, args.device)
+    results_sets = {}
+    for blur_set in BLUR_SETS:
+        names = sorted(name for name, photo in sets[blur_set.key].items() if photo in scored)
+        pairs = partial(load_pairs, out / "sets" / blur_set.key, names)
+        results_sets[blur_set.key] = evaluate_set(blur_set, pairs, methods, models, seconds)
 
-    title = f"{len(pairs)} held-out photos ({', '.join(name for name, _, _ in pairs)}), synthetic mixed blur"
-    share = None
-    if "paired" in runs:  # the main model's PSNR gain over the input, as a fraction of the paired model's
-        model_gain, paired_gain = (row.mean("psnr") - rows[0].mean("psnr") for row in rows[-2:])
-        share = model_gain / paired_gain if paired_gain > 0 else None
-    results = results_record(rows, test_dir, command, share_of_paired_gain=share)
-    # Beside the run they score, so that benchmarks of several configs in one OUT keep their own.
-    results_path, figure_path = run_dir / "results.json", run_dir / "figure.png"
-    results_path.write_text(json.dumps(results, indent=2))
-    save_figure(pairs, Deblurrer(UnsharpMask(channels, **unsharp.params)), model, args.crop, figure_path)
-
-    print_table(rows, title)
-    console.print(f"results: {results_path}, figure: {figure_path}", highlight=False)
-    print(f"\n{markdown_table(rows, title, results)}\n")
-    if share is not None:
-        print(f"{name} / paired PSNR gain over the input: {share:.0%}\n")
+    figure_path = out / "figure.png"
+    save_figure(figure_examples(out, sets, scored), general, args.crop, figure_path)
+    results = {
+        "split": args.split,
+        "corpus": str(args.corpus),
+        "photos": scored,
+        "noise_sigma": NOISE_SIGMA,
+        "general_model": args.general if general is not None else None,
+        "sets": results_sets,
+        "training": {
+            method: training_record(seeded, recipe_overrides(RECIPES[method], args.overrides), RECIPES[method])
+            for method, seeded in runs.items()
+        },
+        "seconds": seconds,
+        "machine": machine(args.device),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    results_path = out / "results.json"
+    results_path.write_text(json.dumps(results, indent=1))
+    print(markdown(results, methods))
+    print(f"\nresults: {results_path}, figure: {figure_path}\n")
     print(command)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)"
+    )
+    parser.add_argument(
+        "--split", choices=("val", "test"), default="test",
+        help="the photos scored: val for every choice, test to report (default %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="the degraded sets, results.json, figure.png (default bench/out/quality/SPLIT)"
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=Path("bench/out/quality/runs"),
+        help="training tiles and trained runs, shared by both splits (default %(default)s)",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=METHODS, metavar="METHOD",
+        help=f"the columns besides the input: {', '.join(METHODS)} (default: all)",
+    )
+    parser.add_argument(
+        "--general", default="general", metavar="MODEL",
+        help="the general model: bundled name, run or generator folder, or Hub id (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N",
+        help="train.seed of each run of the trained columns (default 0 1 2)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="overrides for both training configs, e.g. train.max_steps=200",
+    )
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N photos (by name) only")
+    parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
+    parser.add_argument("--device", default="cpu", help="device of the model columns: cpu, cuda, cuda:1...")
+    parser.add_argument(
+        "--crop", type=positive_int, default=160, help="side of the crops in figure.png (px, default %(default)s)"
+    )
+    return parser.parse_args(argv)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_benchmark(args, shlex.join(["python", "bench/quality.py", *argv]))
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
 

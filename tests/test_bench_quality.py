@@ -1,81 +1,100 @@
-"""bench/quality.py end to end on the demo photos, with a tiny config: the plumbing, not the scores."""
+"""bench/quality.py end to end on a tiny corpus, with tiny trained runs: the plumbing, not the scores."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
 from bench import quality
-from cycledeblur.evaluation import evaluate_pairs
-from cycledeblur.inference import Deblurrer, resolve_generator
+from cycledeblur.models import build_generator
 
-from .conftest import ROOT, TINY_NETWORKS
-
-SCRIPT = ROOT / "bench" / "quality.py"
+from .conftest import TINY_NETWORKS, photo
 
 TINY = [
-    *TINY_NETWORKS["cpu-fast.yaml"], "train.max_steps=2", "train.batch_size=1", "data.crop_size=32",
-    "data.num_workers=0", "train.checkpoint_every=2", "train.sample_every=2", "train.log_every=1",
-    "train.sample_size=64",
+    *TINY_NETWORKS["cpu-fast.yaml"], "train.max_steps=4", "train.batch_size=1", "data.crop_size=32",
+    "data.num_workers=0", "train.checkpoint_every=4", "train.sample_every=4", "train.log_every=1",
+    "train.sample_size=32",
 ]  # fmt: skip
-CROP = 64
+SPLITS = {
+    "train": ("rocket", "coffee"),
+    "val": ("hubble_deep_field", "immunohistochemistry"),
+    "test": ("astronaut", "chelsea"),
+}
+CROP = 32
 
 
-def test_benchmark_writes_results_and_figure(tmp_path):
-    # One test photo keeps the oracle grid searches (50 settings) within seconds.
-    arguments = ["--config", "configs/cpu-fast.yaml", *(f"--set={override}" for override in TINY),
-                 "--out", str(tmp_path), "--test-limit", "1", "--crop", str(CROP)]  # fmt: skip
-    done = subprocess.run([sys.executable, str(SCRIPT), *arguments], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    run = tmp_path / "runs" / "cpu-fast"
-    results = json.loads((run / "results.json").read_text())
-    rerun = done.stdout.strip().splitlines()[-1]  # printed last, to be copied
-    assert rerun == results["command"] and rerun.startswith("python bench/quality.py --config configs/cpu-fast.yaml")
-    rows = {row["name"]: row for row in results["rows"]}
-    assert list(rows) == [
-        "blurred input",
-        quality.UNSHARP.name,
-        quality.WIENER.name,
-        quality.TRUE_KERNEL_ROW,
-        "cycledeblur, untrained (step 0)",
-        "cycledeblur unpaired (cpu-fast, 2 steps)",
-        "cycledeblur paired, upper bound (cpu-fast-paired, 2 steps)",
-    ]
-    for row in rows.values():
-        assert math.isfinite(row["psnr"]) and 0 < row["ssim"] <= 1, row["name"]
-    assert rows["cycledeblur unpaired (cpu-fast, 2 steps)"]["train_seconds"] > 0
-    assert rows["cycledeblur, untrained (step 0)"]["steps"] == 0
-    paired_run = tmp_path / "runs" / "cpu-fast-paired"
-    assert (paired_run / "config.yaml").read_text().count("mode: paired") == 1
-    assert rows["cycledeblur paired, upper bound (cpu-fast-paired, 2 steps)"]["train_seconds"] > 0
-    unpaired_gain, paired_gain = (rows[name]["psnr"] - rows["blurred input"]["psnr"] for name in list(rows)[-2:])
-    share = results["share_of_paired_gain"]
-    assert share == pytest.approx(unpaired_gain / paired_gain) if paired_gain > 0 else share is None
+@pytest.fixture
+def corpus(tmp_path):
+    """bench/corpus.py's layout: two small photos per split."""
+    folder = tmp_path / "corpus"
+    for split, names in SPLITS.items():
+        (folder / split).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(photo(name, size=96 if split == "train" else 64)).save(folder / split / f"{name}.png")
+    return folder
 
-    test_dir = tmp_path / "test-first-1"
-    assert results["test_set"] == str(test_dir)
-    deblurrer = Deblurrer(resolve_generator(run))
-    assert rows["blurred input"]["psnr"] == pytest.approx(
-        evaluate_pairs(deblurrer, test_dir / "blur", test_dir / "sharp").mean("input")["psnr"], rel=1e-6
-    )
-    assert rows[quality.TRUE_KERNEL_ROW]["params"]["regularization"] in quality.TRUE_KERNEL_REGULARIZATION
+
+def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
+    general = tmp_path / "general"
+    tiny = build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0))
+    tiny.save_pretrained(general)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    arguments = [
+        "--corpus", str(corpus), "--out", str(out), "--runs", str(runs), "--general", str(general),
+        "--limit", "1", "--seeds", "0", "--crop", str(CROP), "--set", *TINY,
+    ]  # fmt: skip
+    assert quality.main(arguments) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert printed.strip().splitlines()[-1] == results["command"]  # printed last, to be copied
+    assert results["command"].startswith("python bench/quality.py --corpus")
+    assert "| PSNR (dB), gain over the input, test | input | unsharp mask (oracle) |" in printed
+
+    assert results["photos"] == ["astronaut.png"]  # --limit 1: the first test photo by name
+    sets = results["sets"]
+    assert list(sets) == [blur_set.key for blur_set in quality.BLUR_SETS]
+    for key, blur_set in sets.items():
+        records = blur_set["methods"]
+        assert list(records) == ["input", "unsharp", "wiener-gaussian", *(["wiener-true"] if key != "sharp" else []),
+                                 "general", "unpaired", "paired"]  # fmt: skip
+        for method in ("unsharp", "wiener-gaussian", "general"):
+            assert math.isfinite(records[method]["psnr"]) and 0 < records[method]["ssim"] <= 1, (key, method)
+        for method in ("unpaired", "paired"):
+            assert set(records[method]["seeds"]) == {"0"} and records[method]["psnr_std"] is None
+            assert math.isfinite(records[method]["psnr"]), (key, method)
+        assert set(records["unsharp"]["params"]) == set(quality.ORACLES["unsharp"].grid)
+    # Unchanged photos: PSNR infinite, SSIM 1, and every method can only lose.
+    assert sets["sharp"]["methods"]["input"]["psnr"] == math.inf
+    assert sets["sharp"]["methods"]["input"]["ssim"] == pytest.approx(1)
     # The true kernel is the best a Wiener filter can know: it beats one Gaussian guessed for all photos.
-    assert rows[quality.TRUE_KERNEL_ROW]["psnr"] > rows[quality.WIENER.name]["psnr"]
-    for baseline in (quality.UNSHARP, quality.WIENER):
-        params = rows[baseline.name]["params"]
-        assert set(params) == set(baseline.grid)
-        assert all(value in baseline.grid[key] for key, value in params.items())
+    motion = sets["motion-strong"]["methods"]
+    assert motion["wiener-true"]["psnr"] > motion["wiener-gaussian"]["psnr"]
+    # pyblur's 100 PSFs are spread over the split's 2 photos, 50 each; the first photo's are scored.
+    assert len(list((out / "sets" / "pyblur" / "kernels").glob("*.npy"))) == 100
+    assert sets["pyblur"]["images"] == 50 and len(sets["pyblur"]["methods"]["input"]["per_image"]) == 50
 
-    with Image.open(run / "figure.png") as figure:
-        assert figure.width == 4 * CROP * quality.UPSCALE + 3 * quality.GAP
-        assert figure.height == quality.CAPTION_HEIGHT + CROP * quality.UPSCALE  # one row: one test photo
+    training = results["training"]
+    assert training["paired"]["overrides"] == [o for o in TINY if not o.startswith("model.reblur_generator")]
+    assert training["unpaired"]["steps"] == training["paired"]["steps"] == 4
+    assert all(training[method]["runs"]["0"]["train_seconds"] > 0 for method in ("unpaired", "paired"))
+    assert {"cpu", "avx512_bf16", "amx_bf16", "gpu", "torch"} <= set(results["machine"])
+
+    with Image.open(out / "figure.png") as figure:  # input | general | sharp, one row per blurred set
+        assert figure.width == 3 * CROP * quality.UPSCALE + 2 * quality.GAP
+        assert figure.height == (len(quality.BLUR_SETS) - 1) * (quality.CAPTION_HEIGHT + CROP * quality.UPSCALE)
+
+    # A second run reuses the degraded sets and the finished runs.
+    assert quality.main([*arguments, "--methods", "paired"]) == 0
+    rerun = json.loads((out / "results.json").read_text())
+    assert rerun["training"]["paired"]["runs"]["0"]["reused"]
+    assert rerun["sets"]["motion-mild"]["methods"]["input"] == sets["motion-mild"]["methods"]["input"]
 
 
-def test_a_missing_config_ends_in_one_line(tmp_path, capsys):
-    assert quality.main(["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "out")]) == 2
+def test_a_missing_general_model_ends_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    assert quality.main(["--general", str(tmp_path / "empty"), "--corpus", str(corpus), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "missing.yaml" in error and len(error.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()  # it stopped before building any data
+    assert "empty" in error and len(error.strip().splitlines()) == 1
+    assert not corpus.exists() and not out.exists()  # it stopped before any work
