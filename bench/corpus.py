@@ -10,7 +10,7 @@ Rerun: python bench/corpus.py [OUT] [--debs DIR] [--splits train val test]
   scikit-image, scikit-learn and PyWavelets, plus a few wallpaper photographs, each a different photo, downscaled
   to at most 512 px on the longer side.
 
-Without `--debs`, the package is downloaded into OUT/.debs; the splits that need no wallpaper build offline.
+Without `--debs`, the package is downloaded into OUT/.debs.
 """
 
 from __future__ import annotations

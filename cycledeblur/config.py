@@ -264,6 +264,8 @@ class Config:
         paired = self.train.mode == "paired"
         if paired and self.data.paired_blur:
             raise ConfigError("train.mode=paired trains on data.blur/data.sharp as pairs; data.paired_blur is for unpaired mode")
+        if self.data.synthetic_blur is not None and self.data.color_jitter:
+            raise ConfigError("data.color_jitter is not applied to pairs blurred in the loader (data.synthetic_blur): set it to 0")
         if self.data.synthetic_blur is not None and (not paired or self.data.blur):
             raise ConfigError(
                 "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone: set train.mode=paired "

@@ -2,6 +2,7 @@
 
 `python -m cycledeblur.demo OUT` writes OUT/train/ (tiles of the training photos, to be split into unrelated
 blurred and sharp halves by `cycledeblur synth`) and OUT/test/ (held-out photos for paired evaluation).
+`python -m cycledeblur.demo --figure BLUR DEBLURRED SHARP OUT.png` puts the demo's results side by side.
 """
 
 from __future__ import annotations
@@ -45,7 +46,29 @@ def write_demo_photos(out: Path) -> dict[str, int]:
     return {"train": 4 * len(TRAIN_PHOTOS), "test": len(TEST_PHOTOS)}
 
 
+def before_after(blurred: Path, deblurred: Path, sharp: Path, out: Path, height: int = 192) -> None:
+    """One row per image of `blurred`: blurred | deblurred | sharp (same file names), each `height` px high."""
+    rows = []
+    for path in sorted(blurred.iterdir()):
+        panels = [Image.open(folder / path.name).convert("RGB") for folder in (blurred, deblurred, sharp)]
+        width = round(panels[0].width * height / panels[0].height)
+        rows.append([panel.resize((width, height), Image.Resampling.LANCZOS) for panel in panels])
+    gap = 4
+    sheet = Image.new("RGB", (max(sum(p.width for p in row) for row in rows) + 2 * gap, len(rows) * (height + gap)), "white")
+    for index, row in enumerate(rows):
+        left = 0
+        for panel in row:
+            sheet.paste(panel, (left, index * (height + gap)))
+            left += panel.width + gap
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo/photos")
-    counts = write_demo_photos(target)
-    print(f"wrote {counts['train']} training tiles and {counts['test']} test photos to {target}")
+    if len(sys.argv) == 6 and sys.argv[1] == "--figure":
+        before_after(*map(Path, sys.argv[2:]))
+        print(f"blurred | deblurred | sharp: {sys.argv[5]}")
+    else:
+        target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo/photos")
+        counts = write_demo_photos(target)
+        print(f"wrote {counts['train']} training tiles and {counts['test']} test photos to {target}")
