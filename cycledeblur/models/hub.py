@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UserError, first_line
+from ..json_files import read_json_object
 from ..pretrained import resolve_model
 from .registry import GENERATORS
 
@@ -107,7 +108,7 @@ class HubModel(
         """Rebuild from a folder or Hub repo id written by `save_pretrained`; the model comes back in eval mode."""
         # The mixin builds a default-sized model when config.json is missing, and lets Hub errors escape raw.
         download_args = {key: kwargs[key] for key in DOWNLOAD_ARGS if key in kwargs}
-        _read_config(resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **download_args))
+        read_json_object(resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **download_args))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
@@ -189,22 +190,12 @@ def hub_errors(subject: str) -> Iterator[None]:
         raise UserError(f"{subject}: {first_line(error)}") from None
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return config
-
-
 def load_generator(path_or_hub_id: str | Path, *, revision: str | None = None) -> HubModel:
     """A generator saved with `save_pretrained`, of whichever family its config.json names, in eval mode. The name
     of a bundled model (`general`) loads its folder, unless a local path of that name exists."""
     path_or_hub_id = resolve_model(path_or_hub_id)
     config_file = resolve_file(path_or_hub_id, CONFIG_NAME, revision=revision)
-    architecture = _read_config(config_file).get("architecture")
+    architecture = read_json_object(config_file).get("architecture")
     if architecture not in GENERATORS.names():
         raise UserError(
             f"{path_or_hub_id} does not hold a generator: its {CONFIG_NAME} names architecture {architecture!r};"

@@ -8,13 +8,13 @@ Each is a folder here: config.json and model.safetensors (loaded like any genera
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TypedDict
 
 from huggingface_hub import constants
 
 from ..errors import UserError
+from ..json_files import read_json_object
 
 BUNDLED_MODELS = ("general",)
 DEFAULT_MODEL = "general"
@@ -69,12 +69,7 @@ def resolve_model(model: str | Path) -> str | Path:
 def bundle_info(name: str) -> BundleInfo:
     """The bundle.json of the bundled model `name`, whose folder must be complete."""
     path = bundled_folder(name, BUNDLE_FILES) / BUNDLE_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{path} must hold a JSON object")
+    info = read_json_object(path)
     missing = [key for key in BundleInfo.__annotations__ if key not in info]
     if missing:
         raise UserError(f"{path} lacks keys {', '.join(missing)}: rewrite it with python bench/bundle.py RUN --name {name}")
