@@ -1,33 +1,58 @@
-"""bench/deploy.py end to end on the demo photos, with a tiny trained cpu-fast run: the plumbing, not the scores."""
+"""bench/deploy.py end to end on a tiny corpus of real photos, with a tiny NAFNet as the general model: the plumbing,
+not the scores."""
 
 import json
-import shutil
 
 import pytest
 
 from bench import deploy
-from cycledeblur.evaluation import evaluate_pairs
+from cycledeblur.evaluation import score_pairs
 from cycledeblur.export.runtime import OnnxDeblurrer
+from cycledeblur.image_files import list_images
+from cycledeblur.models import build_generator
 
-from .test_export import train_tiny
+from .test_bench_quality import SPLITS, corpus  # noqa: F401 (a fixture)
 
 
-def test_deploy_benchmark_scores_fp32_and_int8_on_the_held_out_test_photos(unpaired, tmp_path, capsys):
-    quality_out, out = tmp_path / "quality", tmp_path / "deploy"
-    train_tiny(unpaired, quality_out / "runs" / "cpu-fast", "cpu-fast.yaml", "train.max_steps=2")
-    assert deploy.main(["--out", str(out), "--quality-out", str(quality_out), "--models", "cpu-fast"]) == 0
+def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, corpus, capsys):  # noqa: F811
+    general, out, quality_out, runs = (tmp_path / name for name in ("general", "out", "quality", "runs"))
+    build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(
+        general
+    )
+    arguments = [
+        "--general", str(general), "--corpus", str(corpus), "--quality-out", str(quality_out), "--runs", str(runs),
+        "--out", str(out), "--limit", "1", "--repeats", "1",
+    ]  # fmt: skip
+    assert deploy.main(arguments) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "deploy.json").read_text())
-    (row,) = results["rows"]
-    assert printed.strip().splitlines()[-1].endswith(f"rerun: {results['command']}")
-    # The held-out quarter is exactly the quality benchmark's 4 test photos, which calibration never saw.
-    assert row["held_out"] == [f"test-{name}" for name in ("camera", "chelsea", "coffee", "stereo_motorcycle")]
-    names = sorted(path.name for path in (out / "calibration" / "blur").iterdir())
-    assert len(names) == 16 and all(name.startswith("calib-") for name in names[:12])
-    assert row["max_difference"] <= 1e-3 and (out / "cpu-fast.int8.onnx").stat().st_size == pytest.approx(row["int8_mb"] * 1e6)
-    # The fp32 row is what `evaluate` reports for the exported model on the test photos.
-    test_dir = quality_out / "test"
-    expected = evaluate_pairs(OnnxDeblurrer(out / "cpu-fast.onnx"), test_dir / "blur", test_dir / "sharp")
-    assert row["fp32_psnr"] == pytest.approx(expected.mean("output")["psnr"], abs=1e-6)
-    assert row["psnr_drop"] == pytest.approx(row["fp32_psnr"] - row["int8_psnr"])
-    shutil.rmtree(quality_out)  # 60 MB of photos
+    assert printed.strip().splitlines()[-1] == results["command"]  # printed last, to be copied
+    assert "| model | parameters | max abs ONNX - PyTorch |" in printed
+    assert "| general | motion, strong | 1 |" in printed
+    assert {"cpu", "avx512_bf16", "amx_bf16"} <= set(results["machine"]) and results["date"]
+
+    (row,) = results["models"].values()
+    assert row["max_difference"] <= 1e-3
+    assert (out / "general.int8.onnx").stat().st_size == pytest.approx(row["int8_mb"] * 1e6)
+    assert all(seconds > 0 for seconds in row["seconds"].values()) and len(row["seconds"]) == 3
+    # Calibration: blurred train tiles only; the scored photos are the first test photo's, from quality.py's sets.
+    assert {path.split(".")[0] for path in results["calibration"]} == set(SPLITS["train"])
+    assert results["photos"] == ["astronaut.png"] and results["latency_photo"] == "astronaut.png"
+    assert list(row["quality"]) == deploy.ROWS
+    assert row["quality"]["pyblur"]["images"] == 50 and row["quality"]["motion-mild"]["images"] == 1
+    # The fp32 scores are what `evaluate` gives the exported file on the same pairs.
+    pairs = deploy.scored_sets(["motion-strong"], list_images(corpus / "test"), ["astronaut.png"], quality_out)
+    expected = score_pairs(OnnxDeblurrer(out / "general.onnx"), pairs["motion-strong"]).mean("output")
+    scores = row["quality"]["motion-strong"]
+    assert scores["fp32"]["psnr"] == pytest.approx(expected["psnr"], abs=1e-6)
+    assert scores["psnr_drop"] == pytest.approx(scores["fp32"]["psnr"] - scores["int8"]["psnr"])
+    assert (quality_out / "sets" / "sharp" / "manifest.json").is_file()  # built as bench/quality.py builds it
+
+
+def test_a_missing_general_model_ends_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    assert deploy.main(["--general", str(tmp_path / "empty"), "--corpus", str(corpus), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "empty" in error and len(error.strip().splitlines()) == 1
+    assert not corpus.exists() and not out.exists()  # it stopped before any work
