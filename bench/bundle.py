@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shlex
 import shutil
@@ -28,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/bundle.py` from anywhere: import bench.*
 
-from bench import corpus  # noqa: E402
+from bench import corpus, quality  # noqa: E402
 from cycledeblur.cli import print_error  # noqa: E402
 from cycledeblur.config import Config, config_to_dict, load_config  # noqa: E402
 from cycledeblur.errors import UserError  # noqa: E402
@@ -124,12 +122,9 @@ def machine() -> str:
     """This machine's GPU, or its CPU with its cores and bf16 instructions (what `mixed_precision: bf16` needs)."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA)"
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flags and flag in flags.group(1).split()]
-    name = model.group(1).strip() if model else platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} CPUs, " + (" + ".join(bf16) if bf16 else "no avx512_bf16 or amx_bf16")
+    computer = quality.machine()
+    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if computer[flag]]
+    return f"{computer['cpu']}, {computer['cpu_count']} CPUs, " + (" + ".join(bf16) if bf16 else "no avx512_bf16 or amx_bf16")
 
 
 def read_run(run: Path) -> tuple[Config, list[dict[str, Any]]]:

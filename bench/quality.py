@@ -492,7 +492,7 @@ def save_figure(examples: list[tuple[BlurSet, Pair]], general: Deblurrer | None,
 # Report ------------------------------------------------------------------------------------------------------
 
 
-def machine(device: str) -> dict[str, Any]:
+def machine(device: str = "cpu") -> dict[str, Any]:
     """The CPU (with the bf16 units that decide whether bf16 training pays), the GPU if the models ran on one."""
     cpuinfo = Path("/proc/cpuinfo")
     text = cpuinfo.read_text() if cpuinfo.is_file() else ""
