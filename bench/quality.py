@@ -534,7 +534,19 @@ def markdown_table(results: dict[str, Any], columns: list[str], metric: str, tit
         reference = records["input"][metric] if metric == "psnr" else None
         cells = [cell(records.get(c), metric, None if c == "input" else reference) for c in columns]
         lines.append(f"| {blur_set['title']} | " + " | ".join(cells) + " |")
+    blurred = [blur_set["methods"] for key, blur_set in results["sets"].items() if key != "sharp"]
+    means = {c: mean_over_rows(blurred, c, metric) for c in columns}
+    cells = [cell(means[c], metric, None if c == "input" or means["input"] is None else means["input"][metric]) for c in columns]
+    lines.append("| **mean of the blurred rows** | " + " | ".join(cells) + " |")
     return lines
+
+
+def mean_over_rows(rows: list[dict[str, Any]], column: str, metric: str) -> dict[str, float] | None:
+    """The mean over the blur rows of a column's mean (each row weighs the same, whatever its image count);
+    None unless the column has every row."""
+    if not rows or any(column not in row for row in rows):
+        return None
+    return {metric: statistics.fmean(row[column][metric] for row in rows)}
 
 
 def notes(results: dict[str, Any]) -> list[str]:

@@ -50,6 +50,8 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     assert printed.strip().splitlines()[-1] == results["command"]  # printed last, to be copied
     assert results["command"].startswith("python bench/quality.py --corpus")
     assert "| PSNR (dB), gain over the input, test | input | unsharp mask (oracle) |" in printed
+    mean_row = next(line for line in printed.splitlines() if line.startswith("| **mean of the blurred rows**"))
+    assert mean_row.count("(") == mean_row.count("|") - 3  # a gain in every column but the input's
 
     assert results["photos"] == ["astronaut.png"]  # --limit 1: the first test photo by name
     sets = results["sets"]
