@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/bundle.py` from anywhere: import bench.*
 
 from bench import corpus, quality  # noqa: E402
+from bench.select_checkpoint import SELECTION_FILE  # noqa: E402
 from cycledeblur.cli import print_error  # noqa: E402
 from cycledeblur.config import Config, config_to_dict, load_config  # noqa: E402
 from cycledeblur.errors import UserError  # noqa: E402
@@ -118,6 +119,18 @@ def training_time(metrics: list[dict[str, Any]], log_every: int) -> tuple[int, f
     return previous or 0, seconds
 
 
+def delivered(run: Path, steps: int) -> str:
+    """Which weights of the run ship: those chosen on the validation split, when bench/select_checkpoint.py chose."""
+    selection_file = run / "generator" / SELECTION_FILE
+    if not selection_file.is_file():
+        return f"the weights at the end of training (step {steps})"
+    selection = json.loads(selection_file.read_text())
+    return (
+        f"the weights of step {selection['step']} of {steps}, the best on the validation split of bench/quality.py"
+        f" (`{selection['command']}`):\n\n{selection['table']}\n"
+    )
+
+
 def machine() -> str:
     """This machine's GPU, or its CPU with its cores and bf16 instructions (what `mixed_precision: bf16` needs)."""
     if torch.cuda.is_available():
@@ -151,6 +164,7 @@ def card_sections(info: BundleInfo) -> str:
         "```",
         "",
         f"- Steps: {info['steps']}, in {duration(info['wall_seconds'])} of training, {info['wall_time_method']}",
+        f"- Delivered: {info['delivered']}",
         f"- Machine: {info['machine']}",
         f"- Training ended: {info['date']}",
         f"- Data: {info['data']}",
@@ -183,6 +197,7 @@ def bundle(args: argparse.Namespace, out: Path, command: str) -> BundleInfo:
         "corpus_command": recipe.corpus_command,
         "training_command": training_command(config, recipe.config),
         "steps": steps,
+        "delivered": delivered(args.run, steps),
         "wall_seconds": round(seconds, 1),
         "wall_time_method": WALL_TIME_METHOD,
         "machine": machine(),

@@ -27,6 +27,7 @@ from cycledeblur.training.checkpoints import list_checkpoints, network_weights, 
 
 ROOT = Path(__file__).resolve().parents[1]
 AVERAGE_PREFIX = "weight_average.module."
+SELECTION_FILE = "selected.json"
 
 
 def checkpoint_generator(run: Path, checkpoint: Path, folder: Path) -> Path:
@@ -87,14 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         ranked.append((gain, harmless, label, folder))
         print(f"{label}: mean gain {gain:+.2f} dB over the blurred val rows, sharp photos in -> {harmless:.2f} dB", flush=True)
     best = max(ranked)
-    print("\n| checkpoint | mean PSNR gain, blurred val rows (dB) | sharp photos in: PSNR (dB) |\n| --- | ---: | ---: |")
-    for gain, harmless, label, _ in ranked:
-        print(f"| {label}{' (chosen)' if label == best[2] else ''} | {gain:+.2f} | {harmless:.2f} |")
+    rows = [f"| {label}{' (chosen)' if label == best[2] else ''} | {gain:+.2f} | {harmless:.2f} |" for gain, harmless, label, _ in ranked]
+    table = "\n".join(["| checkpoint | mean PSNR gain, blurred val rows (dB) | sharp photos in: PSNR (dB) |", "| --- | ---: | ---: |", *rows])
+    print("\n" + table)
+    command = "python bench/select_checkpoint.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.deliver:
         for file in ("config.json", "model.safetensors"):
             shutil.copy2(best[3] / file, args.run / "generator" / file)
+        # What bench/bundle.py reports as the delivered weights.
+        selection = {"step": int(best[2].split()[1]), "command": command, "table": table}
+        (args.run / "generator" / SELECTION_FILE).write_text(json.dumps(selection, indent=1) + "\n")
         print(f"\n{best[2]} copied into {args.run / 'generator'}")
-    print("\nrerun: python bench/select_checkpoint.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print("\nrerun: " + command)
     return 0
 
 

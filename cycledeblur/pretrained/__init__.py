@@ -35,6 +35,7 @@ class BundleInfo(TypedDict):
     corpus_command: str
     training_command: str
     steps: int
+    delivered: str  # which weights of the run ship (the end of training, or a checkpoint chosen on validation)
     wall_seconds: float
     wall_time_method: str  # how `wall_seconds` was derived from the run folder
     machine: str

@@ -24,6 +24,7 @@ def summary_lines(info: BundleInfo, folder: Path) -> list[str]:
         f"  photos:   {info['corpus_command']}",
         f"  training: {info['training_command']}",
         f"  trained:  {info['steps']} steps in {duration(info['wall_seconds'])} on {info['machine']}, {info['date']}",
+        f"  shipped:  {info['delivered'].split(':')[0]}",
         f"  data:     {info['data']}",
     ]
     if info["benchmark"]:
