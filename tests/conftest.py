@@ -43,6 +43,24 @@ def photo_folder(tmp_path_factory) -> Path:
     return folder
 
 
+CORPUS_SPLITS = {
+    "train": ("rocket", "coffee"),
+    "val": ("hubble_deep_field", "immunohistochemistry"),
+    "test": ("astronaut", "chelsea"),
+}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """bench/corpus.py's layout, tiny: two small photos per split."""
+    folder = tmp_path / "corpus"
+    for split, names in CORPUS_SPLITS.items():
+        (folder / split).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(photo(name, size=96 if split == "train" else 64)).save(folder / split / f"{name}.png")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def unpaired(photo_folder, tmp_path_factory) -> Path:
     """blur/ and sharp/ folders of disjoint real photos, the blurred ones made by `synth`."""

@@ -11,10 +11,10 @@ from cycledeblur.export.runtime import OnnxDeblurrer
 from cycledeblur.image_files import list_images
 from cycledeblur.models import build_generator
 
-from .test_bench_quality import SPLITS, corpus  # noqa: F401 (a fixture)
+from .conftest import CORPUS_SPLITS
 
 
-def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, corpus, capsys):  # noqa: F811
+def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, corpus, capsys):
     general, out, quality_out, runs = (tmp_path / name for name in ("general", "out", "quality", "runs"))
     build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(
         general
@@ -36,7 +36,7 @@ def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, c
     assert (out / "general.int8.onnx").stat().st_size == pytest.approx(row["int8_mb"] * 1e6)
     assert all(seconds > 0 for seconds in row["seconds"].values()) and len(row["seconds"]) == 3
     # Calibration: blurred train tiles only; the scored photos are the first test photo's, from quality.py's sets.
-    assert {path.split(".")[0] for path in results["calibration"]} == set(SPLITS["train"])
+    assert {path.split(".")[0] for path in results["calibration"]} == set(CORPUS_SPLITS["train"])
     assert results["photos"] == ["astronaut.png"] and results["latency_photo"] == "astronaut.png"
     assert list(row["quality"]) == deploy.ROWS
     assert row["quality"]["pyblur"]["images"] == 50 and row["quality"]["motion-mild"]["images"] == 1

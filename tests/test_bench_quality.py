@@ -9,32 +9,14 @@ from PIL import Image
 from bench import quality
 from cycledeblur.models import build_generator
 
-from .conftest import TINY_NETWORKS, photo
+from .conftest import TINY_NETWORKS
 
+CROP = 32
 TINY = [
     *TINY_NETWORKS["cpu-fast.yaml"], "train.max_steps=4", "train.batch_size=1", "data.crop_size=32",
     "data.num_workers=0", "train.checkpoint_every=4", "train.sample_every=4", "train.log_every=1",
     "train.sample_size=32",
 ]  # fmt: skip
-SPLITS = {
-    "train": ("rocket", "coffee"),
-    "val": ("hubble_deep_field", "immunohistochemistry"),
-    "test": ("astronaut", "chelsea"),
-}
-CROP = 32
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """bench/corpus.py's layout: two small photos per split."""
-    folder = tmp_path / "corpus"
-    for split, names in SPLITS.items():
-        (folder / split).mkdir(parents=True)
-        for name in names:
-            Image.fromarray(photo(name, size=96 if split == "train" else 64)).save(folder / split / f"{name}.png")
-    return folder
-
-
 def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     general = tmp_path / "general"
     tiny = build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0))
