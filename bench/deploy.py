@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/de
 
 from bench import quality  # noqa: E402
 from bench.speed import median_seconds  # noqa: E402
-from cycledeblur.errors import UserError  # noqa: E402
 from cycledeblur.export.int8 import CalibrationSplit, int8_report, quantize_int8  # noqa: E402
 from cycledeblur.export.runtime import OnnxDeblurrer  # noqa: E402
 from cycledeblur.export.to_onnx import check_images, export_checked  # noqa: E402
@@ -261,14 +259,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    try:
-        run_benchmark(args, shlex.join(["python", "bench/deploy.py", *argv]))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return quality.run_script("bench/deploy.py", parse_args, run_benchmark, argv)
 
 
 if __name__ == "__main__":

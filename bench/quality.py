@@ -781,15 +781,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_script(
+    script: str, parse: Callable[[list[str]], argparse.Namespace],
+    run: Callable[[argparse.Namespace, str], None], argv: list[str] | None,
+) -> int:
+    """A bench script's `main`: `run` gets the parsed arguments and the command line that reruns it; a user error
+    ends in one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    args = parse(argv)
     try:
-        run_benchmark(args, shlex.join(["python", "bench/quality.py", *argv]))
+        run(args, shlex.join(["python", script, *argv]))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script("bench/quality.py", parse_args, run_benchmark, argv)
 
 
 if __name__ == "__main__":
