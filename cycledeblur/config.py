@@ -43,6 +43,11 @@ class SyntheticBlurConfig:
     jpeg_probability: float = 0.0
     """Fraction of blurred crops saved through JPEG at a quality drawn from `jpeg_quality`."""
     jpeg_quality: tuple[int, int] = (60, 95)
+    soft_fraction: float = 0.0
+    """Fraction of crops whose sharp side is itself smoothed first, by an isotropic Gaussian of `soft_sigma` px,
+    before the blur is drawn on top: photos that are soft by nature (microscopy, scans, shallow focus) then come
+    back soft, instead of over-sharpened into halos."""
+    soft_sigma: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self) -> None:
         for kind in BLUR_KINDS:
@@ -50,14 +55,15 @@ class SyntheticBlurConfig:
                 raise ConfigError(f"data.synthetic_blur.{kind} is a weight: it must be >= 0, got {getattr(self, kind)}")
         if sum(getattr(self, kind) for kind in BLUR_KINDS) <= 0:
             raise ConfigError(f"data.synthetic_blur: at least one of the weights {', '.join(BLUR_KINDS)} must be > 0")
-        for name in ("motion_length", "gaussian_sigma", "defocus_radius", "noise_sigma", "jpeg_quality"):
+        for name in ("motion_length", "gaussian_sigma", "defocus_radius", "noise_sigma", "jpeg_quality", "soft_sigma"):
             low, high = getattr(self, name)
             zero_ok = name == "noise_sigma"  # no noise is a valid draw; a kernel of size 0 is not
             if low < 0 or (low == 0 and not zero_ok) or low > high:
                 bound = "0 <=" if zero_ok else "0 <"
                 raise ConfigError(f"data.synthetic_blur.{name} must be [low, high] with {bound} low <= high; got {[low, high]}")
-        if not 0 <= self.jpeg_probability <= 1:
-            raise ConfigError(f"data.synthetic_blur.jpeg_probability must be in [0, 1], got {self.jpeg_probability}")
+        for name in ("jpeg_probability", "soft_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"data.synthetic_blur.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.jpeg_quality[1] > 100:
             raise ConfigError(f"data.synthetic_blur.jpeg_quality must be at most 100; got {list(self.jpeg_quality)}")
 

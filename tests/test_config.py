@@ -151,6 +151,7 @@ def test_synthetic_blur_parses_takes_overrides_and_round_trips(tmp_path):
         ("data.synthetic_blur.defocus_radius=[0, 2]", "data.synthetic_blur.defocus_radius must be [low, high] with 0 < low"),
         ("data.synthetic_blur.noise_sigma=[-0.01, 0.01]", "data.synthetic_blur.noise_sigma must be [low, high] with 0 <= low"),
         ("data.synthetic_blur.jpeg_probability=1.5", "data.synthetic_blur.jpeg_probability must be in [0, 1]"),
+        ("data.synthetic_blur.soft_fraction=-0.1", "data.synthetic_blur.soft_fraction must be in [0, 1]"),
         ("data.synthetic_blur.jpeg_quality=[60, 101]", "data.synthetic_blur.jpeg_quality must be at most 100"),
         ("data.synthetic_blur.motion_length=5", "data.synthetic_blur.motion_length must be a list of 2 values"),
         ("data.synthetic_blur.motoin=1", "unknown config key 'data.synthetic_blur.motoin' (did you mean 'data.synthetic_blur.motion'?)"),

@@ -19,7 +19,8 @@ from torchvision.transforms.v2 import functional as F
 
 from ..config import DataConfig
 from ..errors import ImageFileError, UserError
-from ..synth.random_blur import sample_degradation
+from ..synth.degrade import blur_image
+from ..synth.random_blur import sample_degradation, sample_softening
 from .images import load_image_tensor
 
 FLAT_CROP_RETRIES = 10
@@ -193,7 +194,10 @@ class SyntheticPairDataset(CropDataset):
     def degraded_pair(self, image: torch.Tensor, rng: np.random.Generator, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """A random `size` crop of `image` (the whole image if None) and its degraded twin, in [-1, 1]."""
         degradation = sample_degradation(rng, self.blur_config)
-        margin = degradation.kernel.shape[0] // 2
+        softening = sample_softening(rng, self.blur_config)
+        # The softened window is exact only a softening radius in from its border; the blur reaches that far less.
+        soft_margin = 0 if softening is None else softening.shape[0] // 2
+        margin = degradation.kernel.shape[0] // 2 + soft_margin
         pixels = np.pad(image.permute(1, 2, 0).numpy(), ((margin, margin), (margin, margin), (0, 0)), mode="symmetric")
         height, width = pixels.shape[0] - 2 * margin, pixels.shape[1] - 2 * margin
         crop_h, crop_w = (height, width) if size is None else (size, size)
@@ -205,6 +209,9 @@ class SyntheticPairDataset(CropDataset):
                 break
         if self.config.hflip and rng.random() < 0.5:
             window, sharp = window[:, ::-1], sharp[:, ::-1]
+        if softening is not None:
+            window = blur_image(np.ascontiguousarray(window), softening)
+            sharp = window[margin : margin + crop_h, margin : margin + crop_w]
         blurred = degradation.apply(np.ascontiguousarray(window), rng)[margin : margin + crop_h, margin : margin + crop_w]
         return tuple(torch.from_numpy(np.ascontiguousarray(side)).permute(2, 0, 1).float() * 2 - 1 for side in (blurred, sharp))
 

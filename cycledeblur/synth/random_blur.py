@@ -55,6 +55,14 @@ def sample_degradation(rng: np.random.Generator, config: SyntheticBlurConfig) ->
     return Degradation(kind, kernel, float(noise_sigma), quality)
 
 
+def sample_softening(rng: np.random.Generator, config: SyntheticBlurConfig) -> np.ndarray | None:
+    """The isotropic Gaussian that first makes a photo soft, for a `soft_fraction` of draws; None otherwise.
+    Nothing is drawn when `soft_fraction` is 0, so the pairs of configs without it stay as they were."""
+    if config.soft_fraction == 0 or rng.random() >= config.soft_fraction:
+        return None
+    return gaussian_kernel(rng, sigma_range=config.soft_sigma, anisotropic=False)
+
+
 def full_convolution(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The kernel of blurring by `first`, then by `second` (odd sizes add up to an odd size)."""
     shape = tuple(a + b - 1 for a, b in zip(first.shape, second.shape))
