@@ -105,13 +105,19 @@ class DataConfig:
     deblurring generator is pulled toward each twin by `loss.paired_l1`. (In `train.mode: paired`, `blur` and
     `sharp` themselves are the pairs.)"""
     paired_sharp: str = ""
+    val_blur: str = ""
+    """Validation pairs (local folders): blurred photos whose sharp twins (same file names) are in `val_sharp`. The
+    delivered generator is scored on them, whole images, at the start and every `train.val_every` steps (log keys
+    `val/psnr`, `val/ssim`); with `train.keep_best` the best step is delivered. Never train on them."""
+    val_sharp: str = ""
     synthetic_blur: SyntheticBlurConfig | None = None
     """`train.mode: paired` without blurred photos: each sharp photo of `data.sharp` is blurred in the loader, with a
     new random kernel for every crop (see its keys). `data.blur` stays empty."""
 
     def __post_init__(self) -> None:
-        if bool(self.paired_blur) != bool(self.paired_sharp):
-            raise ConfigError("data.paired_blur and data.paired_sharp go together: set both or neither")
+        for first, second in (("paired_blur", "paired_sharp"), ("val_blur", "val_sharp")):
+            if bool(getattr(self, first)) != bool(getattr(self, second)):
+                raise ConfigError(f"data.{first} and data.{second} go together: set both or neither")
         for step, size in self.crop_schedule.items():
             if step < 0 or not 0 < size <= self.crop_size:
                 raise ConfigError(
@@ -236,9 +242,15 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Keep an exponential moving average of the deblurring generator's weights with this decay (0: off; 0.999 is
     typical). The average is what samples show and what the run delivers: it smooths out the GAN's oscillation."""
+    val_every: int = 1000
+    """Steps between scorings on the validation pairs (`data.val_blur`), besides the first and the last step."""
+    keep_best: bool = False
+    """Deliver the weights of the validation scoring with the best PSNR, the start included: a fine-tune that only
+    hurts its validation pairs delivers the weights it started from. Needs `data.val_blur`."""
 
     def __post_init__(self) -> None:
         bounds = {
+            "val_every": self.val_every >= 1,
             "n_critic": self.n_critic >= 1,
             "pretrain_steps": self.pretrain_steps >= 0,
             "instance_noise": self.instance_noise >= 0,
@@ -248,7 +260,7 @@ class TrainConfig:
         }
         for key, valid in bounds.items():
             if not valid:
-                limits = {"n_critic": ">= 1", "ema_decay": "in [0, 1)"}.get(key, ">= 0")
+                limits = {"n_critic": ">= 1", "val_every": ">= 1", "ema_decay": "in [0, 1)"}.get(key, ">= 0")
                 raise ConfigError(f"train.{key} must be {limits}, got {getattr(self, key)!r}")
 
     def instance_noise_at(self, step: int) -> float:
@@ -281,6 +293,8 @@ class Config:
             raise ConfigError("train.pretrain_steps needs train.mode=paired (its content loss is the L1 to the pairs)")
         if self.loss.color_space == "lab" and self.data.channels != 3:
             raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {self.data.channels}")
+        if self.train.keep_best and not self.data.val_blur:
+            raise ConfigError("train.keep_best delivers the best step on the validation pairs: set data.val_blur and data.val_sharp")
         if self.train.freeze and self.train.freeze_steps and not self.model.init_from:
             raise ConfigError(
                 "train.freeze holds parts of the generator at their starting weights, which are random without "

@@ -51,12 +51,15 @@ PROGRESSIVE = ("data.crop_schedule={0: 24, 6: 32}",)  # the crops grow after the
 SEMI_PAIRED = ("data.paired_blur={paired}/blur", "data.paired_sharp={paired}/sharp")
 # Spectral norm's power-iteration vectors are state too; the multi-scale judge holds two PatchGANs.
 SPECTRAL_MULTISCALE = ("model.discriminator.name=multiscale_patchgan", "model.discriminator.spectral_norm=true")
+# Scored at steps 0, 3, 6 and 8: the best weights kept before the resume point travel in the checkpoint.
+VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "train.val_every=3", "train.keep_best=true")
 
 
 @pytest.mark.parametrize(
     ("base", "accumulation", "knobs"),
     [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS),
-     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED), ("default.yaml", 1, SPECTRAL_MULTISCALE)],
+     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED), ("default.yaml", 1, SPECTRAL_MULTISCALE),
+     ("cpu-fast.yaml", 1, VALIDATION)],
 )  # fmt: skip
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
     """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur

@@ -85,7 +85,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     pool_seed = train_cfg.seed * 10_000 + 2 * accelerator.process_index  # distinct per run seed, rank and side
     fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=pool_seed)
     fake_blurred_pool = ImagePool(train_cfg.pool_size, seed=pool_seed + 1)
-    session.start(fake_sharp_pool=fake_sharp_pool, fake_blurred_pool=fake_blurred_pool)
+    session.start(delivered, fake_sharp_pool=fake_sharp_pool, fake_blurred_pool=fake_blurred_pool)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(blurred_set) - 1) / 3) for i in range(4)})  # spread over the set

@@ -59,7 +59,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     unwrapped_judge = accelerator.unwrap_model(judge, keep_torch_compile=False)  # called with frozen weights in the generator step
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
-    session.start()
+    session.start(delivered)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
     sample_indices = sorted({round(i * (len(pair_set) - 1) / 3) for i in range(4)})  # spread over the set

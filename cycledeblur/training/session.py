@@ -32,6 +32,7 @@ from .loop_state import Stateful, load_loop_state, save_loop_state
 from .model_card import write_generator
 from .progress import TrainingProgress
 from .tracking import build_trackers
+from .validation import Validation
 
 
 # Steps between checks for non-finite losses when no log step comes sooner: each check waits for the device once.
@@ -111,6 +112,7 @@ class TrainingSession:
         self.resume_from = resolve_resume(self.run_dir, resume)
         self.accelerator = build_accelerator(config, self.run_dir)
         self.state = TrainState()
+        self.validation = Validation(config) if config.data.val_blur else None
         if self.accelerator.is_main_process:
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +127,7 @@ class TrainingSession:
         self._window_generator, self._window_step = torch.Generator(), None
         self._averaged: AveragedModel | None = None
         self._averaged_source: torch.nn.Module | None = None
+        self._delivered: torch.nn.Module | None = None
         self._process_state: dict[str, Stateful] = {}
         self._frozen: list[torch.nn.Parameter] = []
         self._signal: signal.Signals | None = None
@@ -237,10 +240,13 @@ class TrainingSession:
         self._averaged = AveragedModel(self._averaged_source, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         return self._averaged
 
-    def start(self, **process_state: Stateful) -> None:
+    def start(self, delivered: torch.nn.Module, **process_state: Stateful) -> None:
         """Resume (when asked) the prepared objects, the step, the weight average and `process_state` (what each
-        process holds alone, such as its image pools), which every checkpoint saves from now on; start logging."""
+        process holds alone, such as its image pools), which every checkpoint saves from now on; start logging.
+        `delivered` is the generator the run will deliver (the weight average, when there is one): validation
+        scores it, from the weights the run starts with on."""
         accelerator = self.accelerator
+        self._delivered = accelerator.unwrap_model(delivered, keep_torch_compile=False)
         self._process_state = {**process_state, "skipped_files": self.skipped_files}
         if self.resume_from is not None:
             try:
@@ -254,6 +260,8 @@ class TrainingSession:
         train = self.config.train
         images_per_step = train.batch_size * train.grad_accum_steps * accelerator.num_processes
         self.progress = TrainingProgress(train.max_steps, self.step, images_per_step, enabled=accelerator.is_main_process)
+        if self.validation is not None and self.resume_from is None:
+            self._validate()
         self._last_log_time, self._last_log_step = time.perf_counter(), self.step
 
     def record(self, terms: dict[str, torch.Tensor]) -> None:
@@ -296,6 +304,8 @@ class TrainingSession:
             self._stop_if_diverged(self._running_means())
         if accelerator.is_main_process and (step % train.sample_every == 0 or last):
             save_samples(self.run_dir / "samples" / f"step_{step:07d}.png")
+        if self.validation is not None and self.validation.due(step, last):
+            self._validate()
         checkpoint_due = step % train.checkpoint_every == 0 or last
         stopping = not last and self._stop_requested(logged_now=step % train.log_every == 0)
         if checkpoint_due or stopping:
@@ -345,7 +355,22 @@ class TrainingSession:
         return True
 
     def _shared_state(self) -> dict[str, Stateful]:
-        return {"train": self.state} | ({"weight_average": self._averaged} if self._averaged is not None else {})
+        shared: dict[str, Stateful] = {"train": self.state}
+        if self._averaged is not None:
+            shared["weight_average"] = self._averaged
+        if self.validation is not None:
+            shared["validation"] = self.validation
+        return shared
+
+    def _validate(self) -> None:
+        """Score the delivered generator on the validation pairs (every process alike, so that all keep the same
+        best step), log and show the scores."""
+        scores = self.validation.score(self._delivered, self.step, self.accelerator.device)
+        self.accelerator.log(scores, step=self.step)
+        self.accelerator.print(
+            f"validation, step {self.step}: PSNR {scores['val/psnr']:.2f} dB ({scores['val/psnr_gain']:+.2f} over the "
+            f"input), SSIM {scores['val/ssim']:.4f}; best so far: step {self.validation.best_step}"
+        )
 
     def _save_loop_state(self, folder: Path) -> None:
         save_loop_state(folder, self._shared_state(), self._process_state, self.accelerator.process_index)
@@ -371,9 +396,17 @@ class TrainingSession:
         """Save the delivered blurred -> sharp generator with its model card; returns its folder."""
         self.accelerator.wait_for_everyone()
         generator_dir = self.run_dir / "generator"
+        generator = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
+        steps = self.step
+        best_step = self.validation.deliver_best(generator) if self.validation is not None else None
+        if best_step is not None:
+            steps = best_step
+            self.accelerator.print(
+                f"delivering the weights of step {steps}, the best on the validation pairs "
+                f"(PSNR {self.validation.best_psnr:.2f} dB)"
+            )
         if self.accelerator.is_main_process:
-            generator = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
-            write_generator(generator, generator_dir, self.config, self.step, self.progress.last_losses)
+            write_generator(generator, generator_dir, self.config, steps, self.progress.last_losses)
         self.accelerator.end_training()
         return generator_dir
 

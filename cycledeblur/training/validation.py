@@ -1,0 +1,81 @@
+"""Scoring the delivered generator on validation pairs while it trains (`data.val_blur` / `data.val_sharp`).
+
+The first scoring is of the weights the run starts from (zero-shot, for a fine-tune), then every `train.val_every`
+steps and at the last one. With `train.keep_best`, the weights of the best scoring are kept (in memory and in every
+checkpoint, so a resumed run keeps them too) and delivered at the end: a fine-tune that only hurts its validation
+pairs delivers the weights it started from.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..errors import UserError
+from ..evaluation import matching_pairs, score_pairs
+from ..inference import Deblurrer
+
+
+class Validation:
+    def __init__(self, config: Config):
+        data = config.data
+        for key, folder in (("data.val_blur", data.val_blur), ("data.val_sharp", data.val_sharp)):
+            if not Path(folder).is_dir():
+                raise UserError(f"{key}={folder}: no such folder (validation pairs are read from local folders)")
+        try:
+            self.pairs = matching_pairs(Path(data.val_blur), Path(data.val_sharp))
+        except UserError:
+            raise UserError(f"data.val_blur={data.val_blur}: no file has a twin of the same name in data.val_sharp={data.val_sharp}") from None
+        self.channels = data.channels
+        self.every, self.keep_best = config.train.val_every, config.train.keep_best
+        self.best_psnr, self.best_step = -math.inf, -1
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def due(self, step: int, last: bool) -> bool:
+        return step % self.every == 0 or last
+
+    @torch.no_grad()
+    def score(self, generator: torch.nn.Module, step: int, device: torch.device) -> dict[str, float]:
+        """The mean scores of `generator` (unwrapped) on the pairs, as log values; remembers the best step."""
+        was_training = generator.training
+        try:
+            report = score_pairs(Deblurrer(generator, device=str(device)), self.pairs)
+        finally:
+            generator.train(was_training)
+        if report.failed:
+            name, reason = next(iter(report.failed.items()))
+            raise UserError(f"validation pair {name} cannot be scored: {reason}")
+        output, given = report.mean("output"), report.mean("input")
+        if output["psnr"] > self.best_psnr:
+            self.best_psnr, self.best_step = output["psnr"], step
+            if self.keep_best:
+                self.best_weights = {name: value.detach().cpu().clone() for name, value in generator.state_dict().items()}
+        return {
+            "val/psnr": output["psnr"],
+            "val/ssim": output["ssim"],
+            "val/psnr_gain": output["psnr"] - given["psnr"],
+            "val/best_step": float(self.best_step),
+        }
+
+    def deliver_best(self, generator: torch.nn.Module) -> int | None:
+        """Load the best step's weights into `generator` (unwrapped) when they are kept; returns that step."""
+        if self.best_weights is None:
+            return None
+        generator.load_state_dict(self.best_weights)
+        return self.best_step
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"best_psnr": torch.tensor(self.best_psnr, dtype=torch.float64), "best_step": torch.tensor(self.best_step)}
+        if self.best_weights is not None:
+            state |= {f"weights.{name}": value for name, value in self.best_weights.items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not state:  # a checkpoint of a run without validation: this run's scoring starts from here
+            return
+        self.best_psnr, self.best_step = float(state["best_psnr"]), int(state["best_step"])
+        weights = {name.removeprefix("weights."): value for name, value in state.items() if name.startswith("weights.")}
+        self.best_weights = weights or None
