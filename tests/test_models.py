@@ -508,3 +508,17 @@ def test_nafnet_round_trips_with_tuple_options(tmp_path, astronaut):
 def test_nafnet_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         NAFNetGenerator(**kwargs)
+
+
+def test_kernel_statistics_measure_spread_and_elongation():
+    from cycledeblur.models.kernel import anisotropic_gaussian_logits, kernel_statistics
+
+    round_gaussian = anisotropic_gaussian_logits(31, torch.tensor([[np.log(2.0), np.log(2.0), 0.3]])).softmax(-1)
+    stats = kernel_statistics(round_gaussian.view(1, 31, 31))
+    assert float(stats["size_px"]) == pytest.approx(2.0 * np.sqrt(2), rel=1e-3)
+    assert float(stats["elongation"]) == pytest.approx(1.0, abs=1e-3)
+    streak = torch.zeros(1, 31, 31)
+    streak[0, 10, 3:28] = 1 / 25  # 25 px of horizontal shake: spread sqrt((25^2 - 1) / 12)
+    stats = kernel_statistics(streak)
+    assert float(stats["size_px"]) == pytest.approx(np.sqrt((25**2 - 1) / 12), rel=1e-4)
+    assert float(stats["elongation"]) > 1000

@@ -262,3 +262,23 @@ def test_divergence_stops_with_one_message_and_keeps_finite_checkpoints(unpaired
     for checkpoint in (run / "checkpoints").glob("step_*"):
         tensors = weights(run, int(checkpoint.name.removeprefix("step_")))
         assert all(value.isfinite().all() for model in tensors.values() for value in model.values())
+
+
+def test_a_kernel_generator_shows_its_kernels_and_their_shape(tiny_config, tmp_path):
+    """An unpaired run with the `kernel` reblurring generator logs the shape of the kernels it draws for sharp
+    photos, and saves them beside each sample grid, one per grid column."""
+    from PIL import Image
+
+    config = tiny_config("train.max_steps=4", "train.sample_every=2", "train.log_every=2", base="cpu-fast.yaml")
+    train(config)
+    rows = [row for row in read_metrics(tmp_path / "run") if "kernel/size_px" in row]
+    assert [row["step"] for row in rows] == [2, 4]
+    # The kernel starts as a Gaussian of 1.5 px: spread 1.5 * sqrt(2) px, round.
+    assert rows[0]["kernel/size_px"] == pytest.approx(1.5 * 2**0.5, rel=0.2) and rows[0]["kernel/elongation"] < 2
+    samples = tmp_path / "run" / "samples"
+    assert sorted(p.name for p in samples.iterdir()) == [
+        "step_0000002.png", "step_0000002_kernels.png", "step_0000004.png", "step_0000004_kernels.png",
+    ]  # fmt: skip
+    with Image.open(samples / "step_0000002.png") as grid, Image.open(samples / "step_0000002_kernels.png") as kernels:
+        columns, zoomed = (grid.width - 2) // (grid.height // 3), config.model.reblur_generator.options["kernel_size"] * 8
+        assert kernels.height == zoomed + 4 and kernels.width == columns * (zoomed + 2) + 2

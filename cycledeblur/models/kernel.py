@@ -91,6 +91,23 @@ class KernelPredictor(nn.Module):
         return kernels, outputs[:, self.n_kernel_outputs :]
 
 
+def kernel_statistics(kernels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The mean shape of N x k x k kernels: `size_px`, the root mean square distance of a kernel's mass from its
+    centroid (a Gaussian of sigma s: s * sqrt(2)), and `elongation`, the ratio of its principal axes (1: round,
+    like defocus or a Gaussian; large: a streak of camera shake)."""
+    kernels = kernels.float()
+    size = kernels.shape[-1]
+    coordinates = torch.arange(size, dtype=kernels.dtype, device=kernels.device)
+    y, x = coordinates[:, None].expand(size, size), coordinates[None, :].expand(size, size)
+    mean_y, mean_x = (kernels * y).sum((-2, -1)), (kernels * x).sum((-2, -1))
+    dy, dx = y - mean_y[:, None, None], x - mean_x[:, None, None]
+    var_y, var_x, cov = (kernels * dy * dy).sum((-2, -1)), (kernels * dx * dx).sum((-2, -1)), (kernels * dy * dx).sum((-2, -1))
+    # Eigenvalues of the 2 x 2 covariance [[var_y, cov], [cov, var_x]].
+    half_trace, spread = (var_y + var_x) / 2, torch.sqrt(((var_y - var_x) / 2) ** 2 + cov**2)
+    major, minor = half_trace + spread, (half_trace - spread).clamp_min(1e-6)
+    return {"size_px": torch.sqrt(var_y + var_x).mean(), "elongation": torch.sqrt(major / minor).mean()}
+
+
 @GENERATORS.register("kernel")
 class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
     """Blurs each image with a kernel it predicts from that image: non-negative, summing to one, `kernel_size`^2.

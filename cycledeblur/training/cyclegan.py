@@ -24,10 +24,11 @@ from ..losses import (
     total_variation,
 )
 from ..models import build_discriminator, build_generator
+from ..models.kernel import KernelBlurGenerator, kernel_statistics
 from .adversarial import frozen, with_instance_noise
 from .image_pool import ImagePool
 from .optim import adam, linear_decay
-from .samples import sample_batch, save_samples
+from .samples import evaluating, sample_batch, save_kernel_picture, save_samples
 from .session import TrainingSession
 
 
@@ -96,6 +97,15 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
         deblurred = deblur(sample_inputs)
         return [sample_inputs, deblurred, reblur(deblurred)]
 
+    draws_kernels = isinstance(unwrapped["reblur"], KernelBlurGenerator)
+
+    def save_all_samples(path: Path) -> None:
+        save_samples(accelerator, [delivered, reblur], sample_rows, path)
+        if draws_kernels:  # the blur the reblurring generator has learned: the kernels of the grid's last row
+            with evaluating(accelerator, [delivered, reblur]) as (deblur_net, reblur_net):
+                kernels = reblur_net.kernels(deblur_net(sample_inputs))
+            save_kernel_picture(kernels, path.with_name(f"{path.stem}_kernels.png"))
+
     streams = zip(*(session.batches(loader, sampler) for loader, (_, sampler) in zip(prepared_loaders, loaders)))
     with session:
         while session.step < train_cfg.max_steps:
@@ -135,12 +145,15 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 optimizer_d.zero_grad(set_to_none=True)
 
             session.record(terms)
+            if draws_kernels and update_generators:
+                with torch.no_grad():
+                    session.record(kernel_statistics(unwrapped["reblur"].kernels(sharp)), group="kernel")
             if not accelerator.sync_gradients:
                 continue
             session.end_step(
                 [scheduler_g, scheduler_d],
                 [deblur, reblur, judge_sharp, judge_blurred],
-                lambda path: save_samples(accelerator, [delivered, reblur], sample_rows, path),
+                save_all_samples,
                 generator_updated=update_generators,
             )
     return session.finish(delivered)

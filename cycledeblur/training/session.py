@@ -122,7 +122,7 @@ class TrainingSession:
             remove_leftovers(self.run_dir)
         set_seed(config.train.seed)  # network initialisation
         self.progress: TrainingProgress | None = None
-        self._running: dict[str, tuple[torch.Tensor, int]] = {}  # term -> (sum, count) since the last log
+        self._running: dict[str, tuple[torch.Tensor, int]] = {}  # group/term -> (sum, count) since the last log
         self.skipped_files = SkippedFiles()
         self._window_generator, self._window_step = torch.Generator(), None
         self._averaged: AveragedModel | None = None
@@ -264,11 +264,12 @@ class TrainingSession:
             self._validate()
         self._last_log_time, self._last_log_step = time.perf_counter(), self.step
 
-    def record(self, terms: dict[str, torch.Tensor]) -> None:
+    def record(self, terms: dict[str, torch.Tensor], group: str = "loss") -> None:
+        """Add this step's `terms`, logged as `group/name` means at the next log step."""
         # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
         for name, value in terms.items():
-            total, count = self._running.get(name, (0.0, 0))
-            self._running[name] = (total + value.detach(), count + 1)
+            total, count = self._running.get(f"{group}/{name}", (0.0, 0))
+            self._running[f"{group}/{name}"] = (total + value.detach(), count + 1)
 
     def end_step(
         self,
@@ -380,7 +381,7 @@ class TrainingSession:
         as one tensor, so this is one collective and one host sync however many terms there are."""
         means = torch.stack([(total / count).float() for total, count in self._running.values()])
         values = self.accelerator.reduce(means, reduction="mean").tolist()
-        return {f"loss/{name}": value for name, value in zip(self._running, values)}
+        return dict(zip(self._running, values))
 
     def _stop_if_diverged(self, means: dict[str, float]) -> None:
         broken = [name for name, value in means.items() if not math.isfinite(value)]
