@@ -207,6 +207,9 @@ class TrainConfig:
     batch_size: int = 1
     grad_accum_steps: int = 1
     lr_g: float = 2e-4
+    lr_reblur: float = 0.0
+    """Unpaired mode: the reblurring generator's learning rate (0: `lr_g`). A fine-tune moves the released
+    deblurring generator gently while its fresh reblurring partner has everything to learn."""
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     lr_decay_start: float = 0.5
@@ -251,6 +254,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         bounds = {
             "val_every": self.val_every >= 1,
+            "lr_reblur": self.lr_reblur >= 0,
             "n_critic": self.n_critic >= 1,
             "pretrain_steps": self.pretrain_steps >= 0,
             "instance_noise": self.instance_noise >= 0,

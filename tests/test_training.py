@@ -282,3 +282,12 @@ def test_a_kernel_generator_shows_its_kernels_and_their_shape(tiny_config, tmp_p
     with Image.open(samples / "step_0000002.png") as grid, Image.open(samples / "step_0000002_kernels.png") as kernels:
         columns, zoomed = (grid.width - 2) // (grid.height // 3), config.model.reblur_generator.options["kernel_size"] * 8
         assert kernels.height == zoomed + 4 and kernels.width == columns * (zoomed + 2) + 2
+
+
+def test_the_reblurring_generator_can_learn_at_its_own_rate(tiny_config, tmp_path):
+    """`train.lr_reblur`: with the deblurring generator's rate at 0, only the reblurring one moves."""
+    train(tiny_config("train.max_steps=2", "train.checkpoint_every=1", "train.lr_g=0", "train.lr_reblur=1e-3", base="cpu-fast.yaml"))
+    first, second = weights(tmp_path / "run", 1), weights(tmp_path / "run", 2)
+    deblur, reblur = "model.safetensors", "model_1.safetensors"  # in the order the loop prepares them
+    assert all((first[deblur][key] == second[deblur][key]).all() for key in first[deblur])
+    assert any((first[reblur][key] != second[reblur][key]).any() for key in first[reblur])

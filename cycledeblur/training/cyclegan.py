@@ -66,7 +66,8 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     session.start_networks(deblur=deblur, reblur=reblur, judge_sharp=judge_sharp, judge_blurred=judge_blurred)
     session.check_crop_sizes(deblur, judge_sharp, data_cfg.channels)
     session.to_memory_format(deblur, reblur, judge_sharp, judge_blurred)
-    optimizer_g = adam(itertools.chain(deblur.parameters(), reblur.parameters()), train_cfg.lr_g, train_cfg)
+    reblur_group = {"params": reblur.parameters(), "lr": train_cfg.lr_reblur or train_cfg.lr_g}
+    optimizer_g = adam([{"params": deblur.parameters()}, reblur_group], train_cfg.lr_g, train_cfg)
     optimizer_d = adam(itertools.chain(judge_sharp.parameters(), judge_blurred.parameters()), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)

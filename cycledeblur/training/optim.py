@@ -24,7 +24,8 @@ class ConstantThenLinearDecay:
         return max(0.0, 1.0 - (step - self.decay_from) / max(1, self.max_steps - self.decay_from))
 
 
-def adam(parameters: Iterable[torch.nn.Parameter], lr: float, train: TrainConfig) -> torch.optim.Adam:
+def adam(parameters: Iterable[torch.nn.Parameter] | list[dict], lr: float, train: TrainConfig) -> torch.optim.Adam:
+    """Adam over `parameters` (or parameter groups, each with its own "lr" if given), with the run's betas."""
     # `fused=None` leaves PyTorch its default (foreach on CUDA, a loop on CPU); the fused kernel's device check
     # runs at the first step, after Accelerate has moved the parameters.
     return torch.optim.Adam(list(parameters), lr=lr, betas=train.betas, fused=train.fused_optimizer or None)
