@@ -117,6 +117,13 @@ TINY_NETWORKS = {
         "model.discriminator.n_layers=2",
         "train.mixed_precision=no",  # bf16 on a CPU without avx512_bf16 is emulated, and slow
     ],
+    "adapt.yaml": [  # the deblurring generator starts from the bundled model: its size is given
+        "model.reblur_generator.base_channels=4",
+        "model.reblur_generator.kernel_size=9",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+        "train.mixed_precision=no",
+    ],
 }
 TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
 

@@ -59,7 +59,7 @@ VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "t
     ("base", "accumulation", "knobs"),
     [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS),
      ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED), ("default.yaml", 1, SPECTRAL_MULTISCALE),
-     ("cpu-fast.yaml", 1, VALIDATION)],
+     ("cpu-fast.yaml", 1, VALIDATION), ("adapt.yaml", 1, VALIDATION)],
 )  # fmt: skip
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
     """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur
