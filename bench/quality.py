@@ -358,7 +358,7 @@ def finished(run: Path) -> bool:
     return all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors"))
 
 
-def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_dir: Path) -> float:
+def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_dir: Path, threads: int = 1) -> float:
     """Train into `run` on TILES/blur and TILES/sharp with `cycledeblur train`; returns the wall-clock seconds, also
     saved in RUN/timing.json so that a reused run reports them again."""
     shutil.rmtree(run, ignore_errors=True)  # checkpoints and samples of an earlier run would mix into it
@@ -366,8 +366,8 @@ def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_
         sys.executable, "-m", "cycledeblur", "train", "--config", str(config), f"output_dir={run}",
         f"data.blur={tiles / 'blur'}", f"data.sharp={tiles / 'sharp'}", *overrides,
     ]  # fmt: skip
-    # One compute thread: these tiny networks gain little from a second, which the data worker uses instead.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
+    # One compute thread by default: tiny networks gain little from a second, which the data worker uses instead.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
     log(f"training: {shlex.join(command)}")
     started = time.perf_counter()
     code = subprocess.run(command, env=env).returncode

@@ -1,0 +1,220 @@
+"""Unpaired adaptation on held-out photos: a base model zero-shot against the same model adapted to a blur by
+configs/adapt.yaml, on unpaired folders, over seeds.
+
+Rerun: python bench/adapt.py [--split val|test] [--rows motion ...] [--base general] [--seeds 0 1 2] [--set K=V ...]
+
+Rows (one user's blur each):
+- motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
+  `cycledeblur synth --kind motion` (noise 0.005), the other half sharp, so that no pair exists. Scored on the
+  split's photos under bench/quality.py's mild and strong motion rows (its sets, its seeds).
+
+Every adapted run scores itself on the val split's motion rows while it trains (`data.val_blur`, `train.keep_best`)
+and delivers its best step there; the test split is only scored. With `--split val` the numbers are those of the
+very photos the steps were chosen on: use them to compare recipes, not to report.
+
+Writes OUT/results.json (every number, per seed and per image) and prints a Markdown table (zero-shot, adapted as
+mean ± standard deviation over seeds, and the worst seed's change), then the command that reruns it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cycledeblur.config import load_config
+from cycledeblur.inference import Deblurrer, resolve_generator
+from cycledeblur.synth import synthesize_folder
+
+from bench.quality import (
+    BLUR_SETS,
+    NOISE_SIGMA,
+    ROOT,
+    corpus_photos,
+    degraded_set,
+    finished,
+    load_pairs,
+    log,
+    machine,
+    run_folder,
+    run_script,
+    score_set,
+    summary,
+    train_run,
+)
+
+ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
+
+
+@dataclass(frozen=True)
+class AdaptRow:
+    key: str
+    title: str
+    kind: str  # the `cycledeblur synth --kind` of the user's blurred folder
+    scored_sets: tuple[str, ...]  # bench/quality.py's rows that score it
+    seed: int  # of the synthetic blur of the training folder
+
+
+ROWS = {row.key: row for row in (AdaptRow("motion", "motion blur", "motion", ("motion-mild", "motion-strong"), 21),)}
+
+
+def user_folders(corpus: Path, runs: Path, row: AdaptRow) -> Path:
+    """The user's unpaired folders (blur/, sharp/) for `row`, made once from the corpus's train tiles."""
+    folder = runs / "data" / row.key
+    done = folder / "synth.json"  # written last: a folder without it is incomplete
+    if not done.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        summary = synthesize_folder(corpus / "train", folder, kind=row.kind, seed=row.seed, noise_sigma=NOISE_SIGMA)
+        done.write_text(json.dumps(summary, indent=1))
+    return folder
+
+
+def row_sets(row: AdaptRow, photos: list[Path], out: Path) -> dict[str, dict[str, str]]:
+    """bench/quality.py's degraded sets that score `row`, built under OUT/sets (set key -> image -> photo)."""
+    return {blur_set.key: degraded_set(blur_set, photos, out) for blur_set in BLUR_SETS if blur_set.key in row.scored_sets}
+
+
+def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
+    """One folder of the val split's pairs of `row` (blur/, sharp/), for `data.val_blur` while training."""
+    folder = runs / "val-pairs" / row.key
+    val_out = runs / "val-sets"
+    sets = row_sets(row, corpus_photos(corpus, "val", with_train=False), val_out)
+    if not (folder / "done").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        for side in ("blur", "sharp"):
+            (folder / side).mkdir(parents=True)
+            for key, images in sets.items():
+                for name in images:
+                    shutil.copy(val_out / "sets" / key / side / f"{name}.png", folder / side / f"{key}_{name}.png")
+        (folder / "done").write_text("")
+    return folder
+
+
+def adapted_runs(args: argparse.Namespace, row: AdaptRow) -> dict[int, Path]:
+    """Seed -> the finished adapted run of `row`, trained now unless reused."""
+    folders = user_folders(args.corpus, args.runs, row)
+    val_pairs = merged_validation_pairs(row, args.corpus, args.runs)
+    overrides = [f"model.init_from={args.base}", *args.overrides]
+    runs = {}
+    for seed in args.seeds:
+        run = run_folder(args.runs, row.key, seed, overrides)
+        if args.retrain or not finished(run):
+            seeded = [
+                *overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}",
+                f"data.val_sharp={val_pairs / 'sharp'}", "train.keep_best=true",
+            ]  # fmt: skip
+            train_run(ADAPT_CONFIG, seeded, run, folders, args.runs / ".cache", threads=args.threads)
+        runs[seed] = run
+    return runs
+
+
+def change_over_seeds(adapted: dict[str, Any], zero_shot: dict[str, Any]) -> dict[str, float]:
+    """Adapted minus zero-shot PSNR: the mean over seeds, and the worst seed's."""
+    changes = [seed["psnr"] - zero_shot["psnr"] for seed in adapted["seeds"].values()]
+    return {"mean": statistics.fmean(changes), "worst": min(changes)}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    split = results["split"]
+    lines = [
+        f"| PSNR (dB), {split} | input | zero-shot | adapted (mean ± std over seeds) | adapted - zero-shot | worst seed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results["rows"].values():
+        for scored in row["sets"].values():
+            methods, change = scored["methods"], scored["change"]
+            adapted = methods["adapted"]
+            std = f" ± {adapted['psnr_std']:.2f}" if adapted.get("psnr_std") is not None else ""
+            lines.append(
+                f"| {row['title']}: {scored['title']} | {methods['input']['psnr']:.2f} | "
+                f"{methods['zero-shot']['psnr']:.2f} | {adapted['psnr']:.2f}{std} | {change['mean']:+.2f} | "
+                f"{change['worst']:+.2f} |"
+            )
+    computer = results["machine"]
+    lines.append("")
+    lines.append(
+        f"Base `{results['base']}`, seeds {' '.join(map(str, results['seeds']))}, {len(results['photos'])} photos of "
+        f"the {split} split; {computer['cpu']} ({computer['cpu_count']} cores"
+        f"{', avx512_bf16' if computer['avx512_bf16'] else ', no bf16 units'}), {results['date']}."
+    )
+    return "\n".join(lines)
+
+
+def run_benchmark(args: argparse.Namespace, command: str) -> None:
+    load_config(ADAPT_CONFIG, [f"model.init_from={args.base}", *args.overrides])  # a bad override fails at once
+    photos = corpus_photos(args.corpus, args.split, with_train=True)
+    out = args.out or Path("bench/out/adapt") / args.split
+    zero_shot = Deblurrer(resolve_generator(args.base))
+    results_rows = {}
+    for key in args.rows:
+        row = ROWS[key]
+        runs = adapted_runs(args, row)
+        models = {("input", None): lambda pair: pair.blurred, ("zero-shot", None): lambda pair: zero_shot(pair.blurred)}
+        for seed, run in runs.items():
+            deblurrer = Deblurrer(resolve_generator(run))
+            models["adapted", seed] = lambda pair, deblurrer=deblurrer: deblurrer(pair.blurred)
+        sets = row_sets(row, photos, out)
+        scored_sets = {}
+        for blur_set in (s for s in BLUR_SETS if s.key in sets):
+            pairs = partial(load_pairs, out / "sets" / blur_set.key, sorted(sets[blur_set.key]))
+            scores = score_set(models, pairs(), {"input": 0.0, "zero-shot": 0.0, "adapted": 0.0})
+            methods = {method: summary(method, scores, None) for method in ("input", "zero-shot", "adapted")}
+            scored_sets[blur_set.key] = {
+                "title": blur_set.title,
+                "methods": methods,
+                "change": change_over_seeds(methods["adapted"], methods["zero-shot"]),
+            }
+            log(f"{key} / {blur_set.key}: scored")
+        results_rows[key] = {"title": row.title, "runs": {str(s): str(r) for s, r in runs.items()}, "sets": scored_sets}
+    results = {
+        "split": args.split,
+        "photos": [photo.name for photo in photos],
+        "base": args.base,
+        "seeds": args.seeds,
+        "overrides": args.overrides,
+        "rows": results_rows,
+        "machine": machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(markdown(results))
+    print(f"\nresults: {out / 'results.json'}\n")
+    print(command)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder")
+    parser.add_argument("--split", choices=("val", "test"), default="test", help="the photos scored (default %(default)s)")
+    parser.add_argument("--out", type=Path, help="the scored sets and results.json (default bench/out/adapt/SPLIT)")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("bench/out/adapt/runs"),
+        help="the user's folders, the val pairs and the adapted runs, shared by both splits (default %(default)s)",
+    )
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW")
+    parser.add_argument("--base", default="general", help="the model adapted (default: the bundled general model)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
+    parser.add_argument(
+        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="overrides of configs/adapt.yaml, e.g. train.max_steps=200",
+    )
+    parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
+    parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")
+    return parser.parse_args(argv)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script("bench/adapt.py", parse_args, run_benchmark, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""bench/adapt.py end to end on a tiny corpus, with a tiny base model and tiny adapted runs: the plumbing."""
+
+import json
+
+from bench import adapt
+from cycledeblur.models import build_generator
+
+from .conftest import TINY_NETWORKS
+
+TINY_BASE = {"width": 4, "encoder_blocks": (0, 1), "middle_blocks": 1, "decoder_blocks": (1, 0)}
+TINY = [
+    *TINY_NETWORKS["adapt.yaml"], "model.generator.width=4", "model.generator.encoder_blocks=[0, 1]",
+    "model.generator.middle_blocks=1", "model.generator.decoder_blocks=[1, 0]", "train.max_steps=2",
+    "train.batch_size=1", "data.crop_size=32", "data.num_workers=0", "train.val_every=1", "train.log_every=1",
+    "train.sample_size=32",
+]  # fmt: skip
+
+
+def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, capsys):
+    base = tmp_path / "base"
+    build_generator("nafnet", **TINY_BASE).save_pretrained(base)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    arguments = ["--corpus", str(corpus), "--out", str(out), "--runs", str(runs), "--base", str(base),
+                 "--seeds", "0", "1", "--threads", "1", "--set", *TINY]  # fmt: skip
+    assert adapt.main(arguments) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert printed.strip().splitlines()[-1] == results["command"]
+    assert results["photos"] == ["astronaut.png", "chelsea.png"]  # the test split
+    motion = results["rows"]["motion"]
+    assert set(motion["sets"]) == {"motion-mild", "motion-strong"} and set(motion["runs"]) == {"0", "1"}
+    for scored in motion["sets"].values():
+        adapted, zero_shot = scored["methods"]["adapted"], scored["methods"]["zero-shot"]
+        assert set(adapted["seeds"]) == {"0", "1"} and adapted["psnr_std"] is not None
+        changes = [seed["psnr"] - zero_shot["psnr"] for seed in adapted["seeds"].values()]
+        assert scored["change"]["worst"] == min(changes)
+        assert f"| motion blur: {scored['title']} |" in printed
+    # Each run scored itself on the val split's motion pairs and delivered its best step.
+    for run in motion["runs"].values():
+        rows = [json.loads(line) for line in open(f"{run}/logs/metrics.jsonl")]
+        assert [row["step"] for row in rows if "val/psnr" in row] == [0, 1, 2]
+    val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
+    assert val_pairs == [f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong")
+                         for photo in ("hubble_deep_field", "immunohistochemistry")]  # fmt: skip
