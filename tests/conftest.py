@@ -126,6 +126,18 @@ TINY_NETWORKS = {
     ],
 }
 TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
+# configs/general.yaml's network (fine-tuning keeps it) on a few small crops of real photos.
+TINY_GENERAL_RUN = [
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "train.batch_size=2",
+    "train.max_steps=2",
+    "train.log_every=1",
+    "train.sample_every=1000",
+    "train.sample_size=32",
+    "train.checkpoint_every=1000",
+    "train.mixed_precision=no",
+]
 
 
 @pytest.fixture

@@ -16,21 +16,9 @@ from cycledeblur.models import NAFNetGenerator, ResnetGenerator, load_generator
 from cycledeblur.training import train
 from cycledeblur.training.init_from import initial_weights
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_GENERAL_RUN
 
 BUNDLED = pretrained.PRETRAINED_ROOT / "general"
-# configs/general.yaml's network (fine-tuning keeps it) on a few small crops of real photos.
-TINY_GENERAL_RUN = [
-    "data.crop_size=32",
-    "data.num_workers=0",
-    "train.batch_size=2",
-    "train.max_steps=2",
-    "train.log_every=1",
-    "train.sample_every=1000",
-    "train.sample_size=32",
-    "train.checkpoint_every=1000",
-    "train.mixed_precision=no",
-]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from cycledeblur.config import load_config
 from cycledeblur.errors import ConfigError, UserError
 from cycledeblur.training import train
 
-from .conftest import ROOT
-from .test_bundled import TINY_GENERAL_RUN
+from .conftest import ROOT, TINY_GENERAL_RUN
 
 
 def fine_tune(photo_folder, paired, run, *overrides):
