@@ -146,7 +146,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 optimizer_d.zero_grad(set_to_none=True)
 
             session.record(terms)
-            if draws_kernels and update_generators:
+            if draws_kernels and update_generators and session.logs_this_step:  # the log shows this batch's kernels
                 with torch.no_grad():
                     session.record(kernel_statistics(unwrapped["reblur"].kernels(sharp)), group="kernel")
             if not accelerator.sync_gradients:

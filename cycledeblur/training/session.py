@@ -264,6 +264,12 @@ class TrainingSession:
             self._validate()
         self._last_log_time, self._last_log_step = time.perf_counter(), self.step
 
+    @property
+    def logs_this_step(self) -> bool:
+        """Whether the step in progress ends with a log line (for values too costly to record every step)."""
+        coming = self.step + 1
+        return coming % self.config.train.log_every == 0 or coming == self.config.train.max_steps
+
     def record(self, terms: dict[str, torch.Tensor], group: str = "loss") -> None:
         """Add this step's `terms`, logged as `group/name` means at the next log step."""
         # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
