@@ -2,8 +2,10 @@
 `train.keep_best` delivers the best scoring, so that a fine-tune that only hurts delivers what it started from."""
 
 import json
+from contextlib import nullcontext
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from cycledeblur import pretrained
@@ -12,7 +14,7 @@ from cycledeblur.config import load_config
 from cycledeblur.errors import ConfigError, UserError
 from cycledeblur.training import train
 
-from .conftest import ROOT, TINY_GENERAL_RUN
+from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS
 
 
 def fine_tune(photo_folder, paired, run, *overrides):
@@ -69,3 +71,60 @@ def test_pairs_without_twins_are_one_line(photo_folder, paired, tmp_path):
                  f"data.val_blur={paired / 'blur'}", f"data.val_sharp={tmp_path}"]  # fmt: skip
     with pytest.raises(UserError, match="no file has a twin of the same name in data.val_sharp"):
         train(load_config(ROOT / "configs" / "general.yaml", overrides))
+
+
+def adapt(unpaired, run, *overrides):
+    """configs/adapt.yaml, from the bundled model, on a few crops of real unpaired photos."""
+    config = load_config(
+        ROOT / "configs" / "adapt.yaml",
+        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}",
+         *TINY_NETWORKS["adapt.yaml"], *TINY_GENERAL_RUN, *overrides],
+    )  # fmt: skip
+    train(config)
+    return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_guard_delivers_the_start_when_training_broke_the_deblurrer(unpaired, tmp_path, capsys):
+    rows = adapt(unpaired, tmp_path / "run", "train.lr_g=0.5", "train.guard=true")
+    (scores,) = [row for row in rows if "guard/start_psnr" in row]
+    assert scores["guard/start_psnr"] > scores["guard/trained_psnr"] + 1
+    assert "delivering the start" in capsys.readouterr().out
+    delivered = load_file(tmp_path / "run" / "generator" / "model.safetensors")
+    bundled = load_file(pretrained.PRETRAINED_ROOT / "general" / "model.safetensors")
+    assert all((delivered[key] == bundled[key]).all() for key in bundled)
+    assert "Training steps: 0" in (tmp_path / "run" / "generator" / "README.md").read_text()
+
+
+class Shift(torch.nn.Module):
+    def __init__(self, offset: float):
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, images):
+        return images + self.offset
+
+
+def test_the_guard_scores_both_candidates_on_the_same_pseudo_pairs(unpaired):
+    from cycledeblur.image_files import read_pixels
+    from cycledeblur.models.kernel import KernelBlurGenerator
+    from cycledeblur.training.guard import centre_crops, pseudo_pair_psnr
+
+    paths = sorted((unpaired / "sharp").iterdir())[:3]
+    photos = [torch.tensor(read_pixels(path)).permute(2, 0, 1).float() / 255 for path in paths]
+    crops = centre_crops(photos, multiple=16)
+    assert all(crop.shape[-2] % 16 == 0 and crop.shape[-1] % 16 == 0 and crop.shape[-1] <= 256 for crop in crops)
+    reblur = KernelBlurGenerator(kernel_size=9, base_channels=4, initial_sigma=2.0, initial_noise=0.01)
+    # The same network twice scores the same: both candidates see the same blur and the same noise draws.
+    scores = pseudo_pair_psnr({"a": Shift(0.0), "b": Shift(0.0), "dark": Shift(-0.5)}, reblur, crops, "cpu", nullcontext)
+    assert scores["a"] == scores["b"] and 15 < scores["a"] < 45
+    assert scores["dark"] < scores["a"] - 5
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["train.guard=true", "model.init_from="], ["train.guard=true", "data.val_blur=x", "data.val_sharp=x"]],
+)
+def test_guard_needs_a_start_and_no_validation_pairs(unpaired, tmp_path, overrides):
+    base = [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={tmp_path / 'run'}"]
+    with pytest.raises(ConfigError, match="train.guard checks an unpaired fine-tune without validation pairs"):
+        load_config(ROOT / "configs" / "adapt.yaml", [*base, *overrides])

@@ -28,7 +28,8 @@ from ..models.kernel import KernelBlurGenerator, kernel_statistics
 from .adversarial import frozen, with_instance_noise
 from .image_pool import ImagePool
 from .optim import adam, linear_decay
-from .samples import evaluating, sample_batch, save_kernel_picture, save_samples
+from .guard import GUARD_PHOTOS
+from .samples import evaluating, sample_batch, save_kernel_picture, save_samples, spread_indices
 from .session import TrainingSession
 
 
@@ -90,8 +91,8 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     session.start(delivered, fake_sharp_pool=fake_sharp_pool, fake_blurred_pool=fake_blurred_pool)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
-    sample_indices = sorted({round(i * (len(blurred_set) - 1) / 3) for i in range(4)})  # spread over the set
-    sample_inputs = sample_batch([blurred_set.sample_images(i)[0] for i in sample_indices], train_cfg.sample_size, multiple)
+    sample_photos = [blurred_set.sample_images(i)[0] for i in spread_indices(len(blurred_set), 4)]
+    sample_inputs = sample_batch(sample_photos, train_cfg.sample_size, multiple)
     sample_inputs = sample_inputs.to(accelerator.device)
 
     def sample_rows(deblur, reblur) -> list[torch.Tensor]:
@@ -157,6 +158,8 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 save_all_samples,
                 generator_updated=update_generators,
             )
+    if train_cfg.guard:
+        session.guard(delivered, reblur, [sharp_set.sample_images(i)[0] for i in spread_indices(len(sharp_set), GUARD_PHOTOS)])
     return session.finish(delivered)
 
 

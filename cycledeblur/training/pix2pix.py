@@ -20,7 +20,7 @@ from ..losses import discriminator_adversarial_loss, generator_adversarial_loss,
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
 from .optim import adam, linear_decay
-from .samples import sample_batch, save_samples
+from .samples import sample_batch, save_samples, spread_indices
 from .session import TrainingSession
 
 
@@ -62,8 +62,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     session.start(delivered)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple
-    sample_indices = sorted({round(i * (len(pair_set) - 1) / 3) for i in range(4)})  # spread over the set
-    sample_pairs = [pair_set.sample_images(i) for i in sample_indices]
+    sample_pairs = [pair_set.sample_images(i) for i in spread_indices(len(pair_set), 4)]
     sample_blurred, sample_sharp = (
         sample_batch(list(side), train_cfg.sample_size, multiple).to(accelerator.device) for side in zip(*sample_pairs)
     )

@@ -12,6 +12,11 @@ from torchvision.transforms.v2.functional import center_crop
 from torchvision.utils import save_image
 
 
+def spread_indices(length: int, count: int) -> list[int]:
+    """Up to `count` indices spread evenly over range(length), first and last included."""
+    return sorted({round(i * (length - 1) / max(count - 1, 1)) for i in range(count)})
+
+
 def sample_batch(images: list[torch.Tensor], size: int, multiple: int) -> torch.Tensor:
     """Center crops of a common size (at most `size`, a multiple of `multiple`), in [-1, 1]."""
     side = min(size, *(min(image.shape[-2:]) for image in images))

@@ -27,6 +27,7 @@ from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
 from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError, first_line
 from .checkpoints import list_checkpoints, remove_leftovers, resolve_resume, save_checkpoint
+from .guard import centre_crops, pseudo_pair_psnr, starting_generator
 from .init_from import initial_weights, start_from
 from .loop_state import Stateful, load_loop_state, save_loop_state
 from .model_card import write_generator
@@ -128,6 +129,7 @@ class TrainingSession:
         self._averaged: AveragedModel | None = None
         self._averaged_source: torch.nn.Module | None = None
         self._delivered: torch.nn.Module | None = None
+        self._delivered_step: int | None = None  # when the delivered weights are not the last step's
         self._process_state: dict[str, Stateful] = {}
         self._frozen: list[torch.nn.Parameter] = []
         self._signal: signal.Signals | None = None
@@ -399,12 +401,30 @@ class TrainingSession:
                 "lower train.lr_g / train.lr_d and train again"
             )
 
+    def guard(self, generator: torch.nn.Module, reblur: torch.nn.Module, sharp_photos: list[torch.Tensor]) -> None:
+        """`train.guard` (see `guard.py`): keep the trained `generator` or load the weights it started from."""
+        generator = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
+        reblur = self.accelerator.unwrap_model(reblur, keep_torch_compile=False)
+        start = starting_generator(generator, self.config.model.init_from, self.config.data.channels)
+        crops = centre_crops(sharp_photos, generator.size_multiple)
+        candidates = {"trained": generator, "start": start}
+        scores = pseudo_pair_psnr(candidates, reblur, crops, self.accelerator.device, self.accelerator.autocast)
+        self.accelerator.log({f"guard/{name}_psnr": value for name, value in scores.items()}, step=self.step)
+        kept = "trained" if scores["trained"] >= scores["start"] else "start"
+        self.accelerator.print(
+            f"guard: on {len(crops)} sharp photos blurred by the reblurring generator, the trained deblurrer scores "
+            f"{scores['trained']:.2f} dB, its start {scores['start']:.2f} dB: delivering the {kept}"
+        )
+        if kept == "start":
+            generator.load_state_dict(start.state_dict())
+            self._delivered_step = 0
+
     def finish(self, generator: torch.nn.Module) -> Path:
         """Save the delivered blurred -> sharp generator with its model card; returns its folder."""
         self.accelerator.wait_for_everyone()
         generator_dir = self.run_dir / "generator"
         generator = self.accelerator.unwrap_model(generator, keep_torch_compile=False)
-        steps = self.step
+        steps = self.step if self._delivered_step is None else self._delivered_step
         best_step = self.validation.deliver_best(generator) if self.validation is not None else None
         if best_step is not None:
             steps = best_step
