@@ -12,7 +12,7 @@ from cycledeblur.training import train
 from cycledeblur.training.init_from import initial_weights, start_from
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, TINY_OVERRIDES, photo
+from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS, TINY_OVERRIDES, photo
 
 TINY_RESNET = {"base_channels": 4, "n_blocks": 1}
 
@@ -133,38 +133,39 @@ def test_a_pushed_folder_is_a_starting_point_with_its_partners(tiny_config, rele
         assert all((pushed[role][key] == value).all() for key, value in direct[role].items()), role
 
 
-def fine_tune(config_name: str, released_run, data, tuned):
-    """`cycledeblur train --config configs/CONFIG_NAME` from the released run on DATA/{blur,sharp}, tiny and short."""
+def fine_tune(config_name: str, data, tuned):
+    """`cycledeblur train --config configs/CONFIG_NAME` from the bundled general model on DATA/{blur,sharp}, with a
+    tiny reblurring generator and judges, for 2 steps."""
     from cycledeblur.cli import main
 
-    arguments = ["train", "--config", str(ROOT / "configs" / config_name), f"model.init_from={released_run}",
-                 f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}", f"output_dir={tuned}", *TINY_OVERRIDES,
-                 "train.max_steps=2", "train.freeze_steps=1"]  # fmt: skip
+    arguments = ["train", "--config", str(ROOT / "configs" / config_name), f"data.blur={data / 'blur'}",
+                 f"data.sharp={data / 'sharp'}", f"output_dir={tuned}", *TINY_NETWORKS["adapt.yaml"],
+                 *TINY_GENERAL_RUN]  # fmt: skip
     assert main(arguments) == 0
     return tuned
 
 
-def test_fine_tuning_on_real_dicom_slices_keeps_16_bit_gray(released, tiny_config, tmp_path):
-    """The released RGB run, fine-tuned with configs/finetune-medical.yaml on CT/MR slices from pydicom's samples
+def test_fine_tuning_on_real_dicom_slices_keeps_16_bit_gray(tmp_path):
+    """The bundled general model, fine-tuned with configs/finetune-medical.yaml on CT/MR slices from pydicom's samples
     (16-bit, windowed), then a DICOM file deblurred: a 16-bit grayscale PNG."""
     from cycledeblur.cli import main
     from cycledeblur.domain_examples import MEDICAL_SLICES, dicom_sample, write_medical_examples
     from cycledeblur.image_files import read_pixels
     from cycledeblur.synth import synthesize_folder
 
-    run = train_released(tiny_config, released)
     small = {stem: MEDICAL_SLICES[stem] for stem in ("ct_small", "mr_small", "ct_693", "mr2")}
     write_medical_examples(tmp_path / "slices", small)
     synthesize_folder(tmp_path / "slices", tmp_path / "scans", kind="gaussian", seed=0, progress=False)
-    tuned = fine_tune("finetune-medical.yaml", run, tmp_path / "scans", tmp_path / "tuned")
+    tuned = fine_tune("finetune-medical.yaml", tmp_path / "scans", tmp_path / "tuned")
     assert main(["deblur", str(dicom_sample("CT_small.dcm")), "--model", str(tuned), "--out", str(tmp_path / "out")]) == 0
     deblurred = read_pixels(tmp_path / "out" / "CT_small.png")
     assert deblurred.dtype == np.uint16 and deblurred.shape == (128, 128, 1)
 
 
-def test_fine_tuning_on_aerial_tiles_then_a_scene_deblurred_in_tiles(released, tiny_config, tmp_path):
-    """configs/finetune-satellite.yaml (4 bands; the gray aerial photo repeated into them) on real aerial tiles, then
-    the whole 512 px scene deblurred in 128 px tiles, its 16 bits and single band kept."""
+def test_fine_tuning_on_aerial_tiles_then_a_scene_deblurred_in_tiles(tmp_path):
+    """configs/finetune-satellite.yaml from the bundled general model (4 bands; the gray aerial photo repeated into
+    them) on real aerial tiles, then the whole 512 px scene deblurred in 128 px tiles, its 16 bits and single band
+    kept."""
     import pywt.data
 
     from cycledeblur.cli import main
@@ -172,11 +173,10 @@ def test_fine_tuning_on_aerial_tiles_then_a_scene_deblurred_in_tiles(released, t
     from cycledeblur.image_files import read_pixels, write_pixels
     from cycledeblur.synth import synthesize_folder
 
-    run = train_released(tiny_config, released)
     write_aerial_examples(tmp_path / "tiles", tile_size=128)
     synthesize_folder(tmp_path / "tiles", tmp_path / "aerial", kind="motion", seed=0, progress=False)
-    tuned = fine_tune("finetune-satellite.yaml", run, tmp_path / "aerial", tmp_path / "tuned")
-    assert load_file(tuned / "generator" / "model.safetensors")["encoder.0.weight"].shape[1] == 4
+    tuned = fine_tune("finetune-satellite.yaml", tmp_path / "aerial", tmp_path / "tuned")
+    assert load_file(tuned / "generator" / "model.safetensors")["stem.weight"].shape[1] == 4
     scene = tmp_path / "scene.tif"
     write_pixels(pywt.data.aero().astype(np.uint16)[:, :, None] * 257, scene)
     assert main(["deblur", str(scene), "--model", str(tuned), "--out", str(tmp_path / "out"), "--tile", "128"]) == 0
