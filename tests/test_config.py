@@ -163,3 +163,18 @@ def test_synthetic_blur_errors_are_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         load_config(ROOT / "configs" / "general.yaml", [override])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_loads(path):
+    load_config(path)
+
+
+def test_the_gpu_adaptation_is_the_cpu_one_scaled_up():
+    """Same recipe (losses, learning rates, networks' families, the deblurrer's architecture), other sizes."""
+    cpu, gpu = (config_to_dict(load_config(ROOT / "configs" / name)) for name in ("adapt.yaml", "adapt-gpu.yaml"))
+    assert gpu["loss"] == cpu["loss"] and gpu["model"]["generator"] == cpu["model"]["generator"]
+    assert {key: gpu["train"][key] for key in ("lr_g", "lr_reblur", "lr_d", "betas", "ema_decay")} == {
+        key: cpu["train"][key] for key in ("lr_g", "lr_reblur", "lr_d", "betas", "ema_decay")
+    }
+    assert gpu["data"]["crop_size"] > cpu["data"]["crop_size"] and gpu["train"]["batch_size"] > cpu["train"]["batch_size"]
