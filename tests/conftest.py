@@ -168,3 +168,32 @@ def fresh_accelerate_state():
     """Each training run in a test builds its own Accelerator."""
     yield
     reset_accelerate_state()
+
+
+def only(kind: str, **ranges) -> "SyntheticBlurConfig":
+    """A synthetic blur config that draws `kind` alone, without noise unless `ranges` sets it."""
+    from cycledeblur.config import BLUR_KINDS, SyntheticBlurConfig
+
+    weights = {other: float(other == kind) for other in BLUR_KINDS}
+    return SyntheticBlurConfig(**{**weights, "noise_sigma": (0.0, 0.0), **ranges})
+
+
+def randomised(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+    """Random weights everywhere (seeded), so that a zero-initialised head cannot hide a loading bug."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, std, generator=generator)
+    return model
+
+
+def checkpoint_weights(run_dir: Path, step: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Every network's weights in the checkpoint of `step`, by file name."""
+    from safetensors.torch import load_file
+
+    folder = run_dir / "checkpoints" / f"step_{step:07d}"
+    return {f.name: load_file(f) for f in sorted(folder.glob("model*.safetensors"))}
+
+
+# GAN stabilisers that carry state across steps: exact-resume tests switch them all on.
+STABILITY_KNOBS = ("train.ema_decay=0.9", "train.n_critic=3", "train.instance_noise=0.2")

@@ -11,8 +11,7 @@ from cycledeblur.errors import UserError
 from cycledeblur.synth import blur_image, motion_kernel
 from cycledeblur.synth.random_blur import Degradation
 
-from .conftest import photo
-from .test_synth import only
+from .conftest import only, photo
 
 
 @pytest.fixture

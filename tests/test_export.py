@@ -22,8 +22,7 @@ from cycledeblur.models import build_generator
 from cycledeblur.tiling import TiledDeblurrer
 from cycledeblur.training import train
 
-from .conftest import ROOT, TINY_NETWORKS, TINY_OVERRIDES, TINY_TRAINING, photo
-from .test_models import randomised
+from .conftest import ROOT, TINY_NETWORKS, TINY_OVERRIDES, TINY_TRAINING, photo, randomised
 
 # Runs `cycledeblur` with every import of torch failing: what a deployment without PyTorch would see.
 WITHOUT_TORCH = (

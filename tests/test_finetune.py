@@ -12,18 +12,9 @@ from cycledeblur.training import train
 from cycledeblur.training.init_from import initial_weights, start_from
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS, TINY_OVERRIDES, photo
+from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS, TINY_OVERRIDES, photo, randomised
 
 TINY_RESNET = {"base_channels": 4, "n_blocks": 1}
-
-
-def randomised(generator):
-    """A generator whose head is not the zero of a fresh residual network, so its output depends on every layer."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in generator.parameters():
-            parameter.normal_(0, 0.2)
-    return generator.eval()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def test_every_network_of_a_run_is_the_starting_point(tiny_config, released):
 def test_a_gray_model_from_an_rgb_one_computes_the_mean_of_its_corrections(tmp_path):
     """Summed input kernels and averaged output kernels: on a gray image (R = G = B) the 1-channel network adds the
     mean of the three channels' corrections of the 3-channel one."""
-    rgb = randomised(ResnetGenerator(**TINY_RESNET))
+    rgb = randomised(ResnetGenerator(**TINY_RESNET), std=0.2).eval()
     rgb.save_pretrained(tmp_path / "rgb")
     gray = ResnetGenerator(in_channels=1, out_channels=1, **TINY_RESNET).eval()
     weights, channels = initial_weights(str(tmp_path / "rgb"))

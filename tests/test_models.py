@@ -22,6 +22,8 @@ from cycledeblur.models import (
     load_generator,
 )
 
+from .conftest import randomised
+
 TINY = {"base_channels": 4, "n_blocks": 1}
 # Two levels (size multiple 4), blocks at every depth, the decoder unlike the encoder.
 TINY_NAFNET = {"width": 4, "encoder_blocks": (1, 2), "middle_blocks": 1, "decoder_blocks": (2, 1)}
@@ -46,14 +48,6 @@ def astronaut() -> torch.Tensor:
     """A real photograph, 1x3x64x64 in [-1, 1]."""
     image = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1
     return F.interpolate(image, size=(64, 64), mode="area").clamp(-1, 1)
-
-
-def randomised(model: torch.nn.Module) -> torch.nn.Module:
-    """Random weights everywhere, so that a zero-initialised head cannot hide a loading bug."""
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.1)
-    return model
 
 
 def images(channels: int, size: int = 32, batch: int = 2) -> torch.Tensor:

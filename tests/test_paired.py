@@ -15,8 +15,7 @@ from cycledeblur.models import load_generator
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, TINY_TRAINING
-from .test_training import STABILITY_KNOBS, weights
+from .conftest import ROOT, STABILITY_KNOBS, TINY_TRAINING, checkpoint_weights
 
 # A plain generator starts far from its target, so its L1 loss has room to fall within a few dozen steps.
 PLAIN_GENERATOR = ("model.generator.residual_output=false", "model.generator.norm=none",
@@ -41,7 +40,7 @@ def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_judge(tiny_config
     # Stage two: adversarial training with the judge.
     assert all({"loss/paired_l1", "loss/adv_deblur", "loss/d_sharp"} <= set(row) for row in adversarial)
     # The judge is conditional: it sees the blurred photo beside the candidate, 3 + 3 channels.
-    judge = weights(tmp_path / "run", 40)["model_1.safetensors"]
+    judge = checkpoint_weights(tmp_path / "run", 40)["model_1.safetensors"]
     first_conv = next(value for key, value in judge.items() if value.ndim == 4)
     assert first_conv.shape[1] == 6
     assert "pix2pix" in (generator_dir / "README.md").read_text()
@@ -57,7 +56,7 @@ def test_paired_resume_is_exact_across_stages_and_a_progressive_boundary(tiny_co
               *STABILITY_KNOBS)  # fmt: skip
     train(tiny_config(*common, run="straight", base=base))
     train(tiny_config(*common, run="resumed", base=base), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000004"))
-    straight, resumed = weights(tmp_path / "straight", 8), weights(tmp_path / "resumed", 8)
+    straight, resumed = checkpoint_weights(tmp_path / "straight", 8), checkpoint_weights(tmp_path / "resumed", 8)
     assert len(straight) == 2  # the generator and the judge
     for name in straight:
         assert all((straight[name][key] == resumed[name][key]).all() for key in straight[name]), name
@@ -167,7 +166,7 @@ def test_general_recipe_trains_without_a_judge_on_pairs_blurred_in_the_loader_an
               "train.keep_checkpoints=3")  # fmt: skip
     train(tiny_config(*common, run="straight", base="general.yaml"))
     train(tiny_config(*common, run="resumed", base="general.yaml"), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
-    straight, resumed = weights(tmp_path / "straight", 6), weights(tmp_path / "resumed", 6)
+    straight, resumed = checkpoint_weights(tmp_path / "straight", 6), checkpoint_weights(tmp_path / "resumed", 6)
     assert len(straight) == 2  # the generator and the (idle) judge
     for name in straight:
         assert all(torch.equal(straight[name][key], resumed[name][key]) for key in straight[name]), name
@@ -178,7 +177,7 @@ def test_general_recipe_trains_without_a_judge_on_pairs_blurred_in_the_loader_an
     # The content loss alone: the generator learns, the judge is never judged, trained or stepped.
     logged = [{key for key in row if not key.startswith("perf/")} for row in read_metrics(tmp_path / "straight")]
     assert logged == [{"step", "loss/paired_l1", "lr/generator", "data/skipped_files"}] * 6
-    generator, judge = (weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))
+    generator, judge = (checkpoint_weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))
     assert not all(torch.equal(generator[key], straight["model.safetensors"][key]) for key in generator)
     assert all(torch.equal(judge[key], straight["model_1.safetensors"][key]) for key in judge)
     judge_optimizer = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006" / "optimizer_1.bin", weights_only=True)

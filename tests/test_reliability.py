@@ -24,8 +24,7 @@ from cycledeblur.training import loop_state as loop_state_module
 from cycledeblur.training.checkpoints import list_checkpoints
 from cycledeblur.training.session import TrainingSession, endless_batches
 
-from .conftest import ROOT, TINY_OVERRIDES
-from .test_training import weights
+from .conftest import ROOT, TINY_OVERRIDES, checkpoint_weights
 
 STEPS = ("train.max_steps=10", "train.checkpoint_every=2", "train.keep_checkpoints=2", "train.batch_size=1",
          "train.pool_size=2", "train.ema_decay=0.9")  # fmt: skip
@@ -72,7 +71,7 @@ def test_killed_four_times_the_run_ends_as_if_never_interrupted(tiny_config, unp
     train(tiny_config(*STEPS, run="killed"), resume=True)
     assert not [path.name for path in (run / "checkpoints").iterdir() if path.name.startswith(".")]  # leftovers gone
     for step in (8, 10):
-        expected, resumed = weights(straight, step), weights(run, step)
+        expected, resumed = checkpoint_weights(straight, step), checkpoint_weights(run, step)
         for name in expected:
             assert all((expected[name][key] == resumed[name][key]).all() for key in expected[name]), (step, name)
     delivered = [load_file(folder / "generator" / "model.safetensors") for folder in (straight, run)]
@@ -112,7 +111,7 @@ def test_a_full_disk_keeps_the_earlier_checkpoints(tiny_config, tmp_path, monkey
         train(tiny_config("train.max_steps=6", "train.checkpoint_every=2"))
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(path.name for path in checkpoints.iterdir()) == ["step_0000002"]  # no half-written folder either
-    weights(tmp_path / "run", 2)  # and it loads
+    checkpoint_weights(tmp_path / "run", 2)  # and it loads
 
 
 def test_an_unwritable_output_dir_is_one_clear_error(tiny_config, tmp_path):

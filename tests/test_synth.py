@@ -28,6 +28,8 @@ from cycledeblur.synth import (
 )
 from cycledeblur.synth.random_blur import full_convolution, sample_degradation
 
+from .conftest import only
+
 
 def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Downscale a photo so tests stay fast (PIL size order: width, height)."""
@@ -246,12 +248,6 @@ def test_degrade_returns_the_kernel_it_used_and_is_reproducible():
 
 
 # The loader's random blur (data.synthetic_blur)
-
-
-def only(kind: str, **ranges) -> SyntheticBlurConfig:
-    """A config that draws `kind` alone, without noise unless `ranges` sets it."""
-    weights = {other: float(other == kind) for other in BLUR_KINDS}
-    return SyntheticBlurConfig(**{**weights, "noise_sigma": (0.0, 0.0), **ranges})
 
 
 def test_full_convolution_is_blurring_twice():

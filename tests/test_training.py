@@ -12,7 +12,7 @@ from cycledeblur.models import load_generator
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, TINY_OVERRIDES
+from .conftest import ROOT, STABILITY_KNOBS, TINY_OVERRIDES, checkpoint_weights
 
 
 def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
@@ -41,12 +41,6 @@ def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
     assert load_generator(generator_dir).training is False
 
 
-def weights(run_dir, step):
-    folder = run_dir / "checkpoints" / f"step_{step:07d}"
-    return {f.name: load_file(f) for f in sorted(folder.glob("model*.safetensors"))}
-
-
-STABILITY_KNOBS = ("train.ema_decay=0.9", "train.n_critic=3", "train.instance_noise=0.2")
 PROGRESSIVE = ("data.crop_schedule={0: 24, 6: 32}",)  # the crops grow after the resume point
 SEMI_PAIRED = ("data.paired_blur={paired}/blur", "data.paired_sharp={paired}/sharp")
 # Spectral norm's power-iteration vectors are state too; the multi-scale judge holds two PatchGANs.
@@ -73,7 +67,7 @@ def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knob
     train(tiny_config(*common, run="straight", base=base))
     checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
     train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))
-    straight, resumed = weights(tmp_path / "straight", 8), weights(tmp_path / "resumed", 8)
+    straight, resumed = checkpoint_weights(tmp_path / "straight", 8), checkpoint_weights(tmp_path / "resumed", 8)
     assert len(straight) == 4  # both generators, both discriminators
     for name in straight:
         for key in straight[name]:
@@ -109,7 +103,7 @@ def test_stability_knobs_ema_n_critic_and_instance_noise(tiny_config, tmp_path):
     assert [row["step"] for row in rows if "loss/cycle" in row] == [1, 4]
     assert all("loss/d_sharp" in row for row in rows)
     # The run delivers the weights' moving average, not the last weights.
-    trained = weights(run, 6)["model.safetensors"]
+    trained = checkpoint_weights(run, 6)["model.safetensors"]
     delivered = load_file(run / "generator" / "model.safetensors")
     assert set(delivered) == set(trained) and any((delivered[key] != trained[key]).any() for key in trained)
 
@@ -161,7 +155,7 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
              *cli_overrides(data, resumed, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1")],
             tmp_path,
         )  # fmt: skip
-        straight, again = weights(run, 4), weights(resumed, 4)
+        straight, again = checkpoint_weights(run, 4), checkpoint_weights(resumed, 4)
         assert all((straight[name][key] == again[name][key]).all() for name in straight for key in straight[name])
 
 
@@ -260,7 +254,7 @@ def test_divergence_stops_with_one_message_and_keeps_finite_checkpoints(unpaired
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "training diverged by step" in errors[0] and "Traceback" not in stderr, stderr
     for checkpoint in (run / "checkpoints").glob("step_*"):
-        tensors = weights(run, int(checkpoint.name.removeprefix("step_")))
+        tensors = checkpoint_weights(run, int(checkpoint.name.removeprefix("step_")))
         assert all(value.isfinite().all() for model in tensors.values() for value in model.values())
 
 
@@ -287,7 +281,7 @@ def test_a_kernel_generator_shows_its_kernels_and_their_shape(tiny_config, tmp_p
 def test_the_reblurring_generator_can_learn_at_its_own_rate(tiny_config, tmp_path):
     """`train.lr_reblur`: with the deblurring generator's rate at 0, only the reblurring one moves."""
     train(tiny_config("train.max_steps=2", "train.checkpoint_every=1", "train.lr_g=0", "train.lr_reblur=1e-3", base="cpu-fast.yaml"))
-    first, second = weights(tmp_path / "run", 1), weights(tmp_path / "run", 2)
+    first, second = checkpoint_weights(tmp_path / "run", 1), checkpoint_weights(tmp_path / "run", 2)
     deblur, reblur = "model.safetensors", "model_1.safetensors"  # in the order the loop prepares them
     assert all((first[deblur][key] == second[deblur][key]).all() for key in first[deblur])
     assert any((first[reblur][key] != second[reblur][key]).any() for key in first[reblur])
