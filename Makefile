@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test setup clean-demo
+.PHONY: demo test lint setup clean-demo
 
 $(BIN)/cycledeblur: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,10 @@ $(BIN)/cycledeblur: pyproject.toml constraints.txt
 
 setup: $(BIN)/cycledeblur
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 # The main job end to end on real photos, on the CPU: build data, blur it, train, deblur held-out photos, score.

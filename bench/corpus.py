@@ -40,7 +40,10 @@ WALLPAPER_PHOTOS = {
     "summer_1am": "2560x1600.jpg",
 }
 SPLITS = {
-    "train": [f"wallpaper:{name}" for name in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "FallenLeaf", "OneStandsOut", "Path", "summer_1am")],
+    "train": [
+        f"wallpaper:{name}"
+        for name in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "FallenLeaf", "OneStandsOut", "Path", "summer_1am")
+    ],
     "val": ["skimage:hubble_deep_field", "skimage:cell", "skimage:microaneurysms", "wallpaper:Grey", "wallpaper:EveningGlow"],
     "test": [
         "skimage:astronaut", "skimage:camera", "skimage:chelsea", "skimage:coffee", "skimage:rocket",

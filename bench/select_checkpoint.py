@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: mean gain {gain:+.2f} dB over the blurred val rows, sharp photos in -> {harmless:.2f} dB", flush=True)
     best = max(ranked)
     rows = [f"| {label}{' (chosen)' if label == best[2] else ''} | {gain:+.2f} | {harmless:.2f} |" for gain, harmless, label, _ in ranked]
-    table = "\n".join(["| checkpoint | mean PSNR gain, blurred val rows (dB) | sharp photos in: PSNR (dB) |", "| --- | ---: | ---: |", *rows])
+    header = ["| checkpoint | mean PSNR gain, blurred val rows (dB) | sharp photos in: PSNR (dB) |", "| --- | ---: | ---: |"]
+    table = "\n".join([*header, *rows])
     print("\n" + table)
     command = "python bench/select_checkpoint.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.deliver:

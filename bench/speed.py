@@ -34,8 +34,9 @@ a warm-up pass on the photo itself. Next to them, per --onnx-precisions, the sam
 (`export_checked`, dynamic axes or one --onnx-input-size, parity-checked against PyTorch on 2 real photos; int8: `quantize_int8`, calibrated
 on 4 of the blurred demo photos in OUT/data/blur), both files in OUT/onnx, run by `OnnxDeblurrer` (what `cycledeblur
 deblur --model FILE.onnx` runs) on the same photo, whole and tiled, with as many intra-op threads as torch uses
-(recorded per CPU row), timed alike: on the CPU (CPUExecutionProvider), and on a GPU also with the CUDAExecutionProvider when this onnxruntime has it (a GPU
-run then adds a PyTorch fp32 CPU row, the CPU rows' reference). Every inference row names its backend (pytorch /
+(recorded per CPU row), timed alike: on the CPU (CPUExecutionProvider), and on a GPU also with the
+CUDAExecutionProvider when this onnxruntime has it (a GPU run then adds a PyTorch fp32 CPU row, the CPU rows'
+reference). Every inference row names its backend (pytorch /
 onnxruntime), where it runs (`runs_on`: cpu / cuda) and its precision, and carries its speed over the PyTorch fp32
 row of the same generator, size, tiling and device (`vs_pytorch_fp32`); onnxruntime rows carry their model file's
 size (`onnx_mb`). A generator family that cannot be exported gets a row with the reason (`note`) instead of its
@@ -258,10 +259,10 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
             size_rows = []
             for backend, precision, where in runs:
                 if backend == "pytorch":
-                    def make(tile, precision=precision, where=where):
+                    def make(tile, precision=precision, where=where, generator=generator):
                         return Deblurrer(generator, device=where, precision=precision, tile=tile)
                 else:
-                    def make(tile, precision=precision, where=where):
+                    def make(tile, precision=precision, where=where, models=models):
                         return OnnxDeblurrer(models[precision], device=where, tile=tile, threads=threads)
                 try:
                     seconds = whole_and_tiled_seconds(make, photo, args.tile, args.inference_repeats)
@@ -362,7 +363,7 @@ def whole_and_tiled_seconds(
     for tiled in (False, True):
         deblurrer = make(tile if tiled else None)
         deblurrer.deblur(photo)
-        seconds[tiled] = median_seconds(lambda: deblurrer.deblur(photo), repeats)  # a host array: waits for the device
+        seconds[tiled] = median_seconds(lambda deblurrer=deblurrer: deblurrer.deblur(photo), repeats)  # a host array: waits for the device
     return seconds
 
 

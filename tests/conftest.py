@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
-from cycledeblur.config import load_config  # noqa: E402
+from cycledeblur.config import BLUR_KINDS, SyntheticBlurConfig, load_config  # noqa: E402
 from cycledeblur.synth import synthesize_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,10 +170,8 @@ def fresh_accelerate_state():
     reset_accelerate_state()
 
 
-def only(kind: str, **ranges) -> "SyntheticBlurConfig":
+def only(kind: str, **ranges) -> SyntheticBlurConfig:
     """A synthetic blur config that draws `kind` alone, without noise unless `ranges` sets it."""
-    from cycledeblur.config import BLUR_KINDS, SyntheticBlurConfig
-
     weights = {other: float(other == kind) for other in BLUR_KINDS}
     return SyntheticBlurConfig(**{**weights, "noise_sigma": (0.0, 0.0), **ranges})
 

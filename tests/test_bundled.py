@@ -4,7 +4,6 @@ starting point for fine-tuning, listed by `cycledeblur models`, and put in place
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from bench import bundle

@@ -12,7 +12,7 @@ from cycledeblur.training import train
 from cycledeblur.training.init_from import initial_weights, start_from
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS, TINY_OVERRIDES, photo, randomised
+from .conftest import ROOT, TINY_GENERAL_RUN, TINY_NETWORKS, photo, randomised
 
 TINY_RESNET = {"base_channels": 4, "n_blocks": 1}
 

@@ -11,7 +11,7 @@ import skimage.data
 import tifffile
 from PIL import Image, ImageCms
 
-from cycledeblur.config import BLUR_KINDS, SyntheticBlurConfig
+from cycledeblur.config import SyntheticBlurConfig
 from cycledeblur.errors import UserError
 from cycledeblur.image_files import read_pixels, write_pixels
 from cycledeblur.synth import (

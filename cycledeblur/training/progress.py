@@ -25,7 +25,7 @@ class TrainingProgress:
         )
         self._task = self._progress.add_task("train", total=max_steps, completed=start_step, speed="", losses="")
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         self._progress.start()
         return self
 

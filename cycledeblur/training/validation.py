@@ -28,7 +28,9 @@ class Validation:
         try:
             self.pairs = matching_pairs(Path(data.val_blur), Path(data.val_sharp))
         except UserError:
-            raise UserError(f"data.val_blur={data.val_blur}: no file has a twin of the same name in data.val_sharp={data.val_sharp}") from None
+            raise UserError(
+                f"data.val_blur={data.val_blur}: no file has a twin of the same name in data.val_sharp={data.val_sharp}"
+            ) from None
         self.channels = data.channels
         self.every, self.keep_best = config.train.val_every, config.train.keep_best
         self.best_psnr, self.best_step = -math.inf, -1
