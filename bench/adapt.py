@@ -1,15 +1,18 @@
 """Unpaired adaptation on held-out photos: a base model zero-shot against the same model adapted to a blur by
 configs/adapt.yaml, on unpaired folders, over seeds.
 
-Rerun: python bench/adapt.py [--split val|test] [--rows motion ...] [--base general] [--seeds 0 1 2] [--set K=V ...]
+Rerun: python bench/adapt.py [--split val|test] [--rows motion ...] [--base general] [--seeds 0 1 2] [--deliver best|guard]
+[--set K=V ...]
 
 Rows (one user's blur each):
 - motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
   `cycledeblur synth --kind motion` (noise 0.005), the other half sharp, so that no pair exists. Scored on the
   split's photos under bench/quality.py's mild and strong motion rows (its sets, its seeds).
 
-Every adapted run scores itself on the val split's motion rows while it trains (`data.val_blur`, `train.keep_best`)
-and delivers its best step there; the test split is only scored. With `--split val` the numbers are those of the
+Every adapted run scores itself on the val split's motion rows while it trains (`data.val_blur`). With `--deliver
+best` (the default) it delivers its best step there (`train.keep_best`); with `--deliver guard` it delivers its
+last step unless the no-reference guard (`train.guard`) prefers the start, as a user without pairs would run it,
+and the table reports what the guard chose. The test split is only scored. With `--split val` the numbers are those of the
 very photos the steps were chosen on: use them to compare recipes, not to report.
 
 Writes OUT/results.json (every number, per seed and per image) and prints a Markdown table (zero-shot, adapted as
@@ -32,6 +35,7 @@ from typing import Any
 from cycledeblur.config import load_config
 from cycledeblur.inference import Deblurrer, resolve_generator
 from cycledeblur.synth import synthesize_folder
+from cycledeblur.training.tracking import read_metrics
 
 from bench.quality import (
     BLUR_SETS,
@@ -51,6 +55,7 @@ from bench.quality import (
 )
 
 ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
+DELIVERY = {"best": "train.keep_best=true", "guard": "train.guard=true"}
 
 
 @dataclass(frozen=True)
@@ -101,18 +106,25 @@ def adapted_runs(args: argparse.Namespace, row: AdaptRow) -> dict[int, Path]:
     """Seed -> the finished adapted run of `row`, trained now unless reused."""
     folders = user_folders(args.corpus, args.runs, row)
     val_pairs = merged_validation_pairs(row, args.corpus, args.runs)
-    overrides = [f"model.init_from={args.base}", *args.overrides]
+    overrides = [f"model.init_from={args.base}", DELIVERY[args.deliver], *args.overrides]
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
         if args.retrain or not finished(run):
-            seeded = [
-                *overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}",
-                f"data.val_sharp={val_pairs / 'sharp'}", "train.keep_best=true",
-            ]  # fmt: skip
+            seeded = [*overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
             train_run(ADAPT_CONFIG, seeded, run, folders, args.runs / ".cache", threads=args.threads)
         runs[seed] = run
     return runs
+
+
+def guard_choices(runs: dict[int, Path]) -> dict[str, dict[str, float | str]]:
+    """Seed -> the guard's scores of the trained deblurrer and of its start, and which it delivered."""
+    choices = {}
+    for seed, run in runs.items():
+        (scores,) = [row for row in read_metrics(run) if "guard/start_psnr" in row]
+        trained, start = scores["guard/trained_psnr"], scores["guard/start_psnr"]
+        choices[str(seed)] = {"trained": trained, "start": start, "delivered": "trained" if trained >= start else "start"}
+    return choices
 
 
 def change_over_seeds(adapted: dict[str, Any], zero_shot: dict[str, Any]) -> dict[str, float]:
@@ -137,6 +149,13 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{methods['zero-shot']['psnr']:.2f} | {adapted['psnr']:.2f}{std} | {change['mean']:+.2f} | "
                 f"{change['worst']:+.2f} |"
             )
+    for row in results["rows"].values():
+        if row.get("guard"):
+            chosen = ", ".join(
+                f"seed {seed}: {guard['delivered']} ({guard['trained']:.2f} vs {guard['start']:.2f} dB)"
+                for seed, guard in row["guard"].items()
+            )
+            lines.append(f"\nGuard, {row['title']} (trained vs start on the reblurred sharp photos): {chosen}.")
     computer = results["machine"]
     lines.append("")
     lines.append(
@@ -173,12 +192,15 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
             }
             log(f"{key} / {blur_set.key}: scored")
         results_rows[key] = {"title": row.title, "runs": {str(s): str(r) for s, r in runs.items()}, "sets": scored_sets}
+        if args.deliver == "guard":
+            results_rows[key]["guard"] = guard_choices(runs)
     results = {
         "split": args.split,
         "photos": [photo.name for photo in photos],
         "base": args.base,
         "seeds": args.seeds,
         "overrides": args.overrides,
+        "deliver": args.deliver,
         "rows": results_rows,
         "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -203,6 +225,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW")
     parser.add_argument("--base", default="general", help="the model adapted (default: the bundled general model)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
+    parser.add_argument(
+        "--deliver", choices=list(DELIVERY), default="best",
+        help="best: the best val step (train.keep_best); guard: the last step or the start (train.guard)",
+    )
     parser.add_argument(
         "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
         help="overrides of configs/adapt.yaml, e.g. train.max_steps=200",

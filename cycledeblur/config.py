@@ -251,9 +251,9 @@ class TrainConfig:
     """Deliver the weights of the validation scoring with the best PSNR, the start included: a fine-tune that only
     hurts its validation pairs delivers the weights it started from. Needs `data.val_blur`."""
     guard: bool = False
-    """Unpaired fine-tunes without validation pairs: at the end, score the trained deblurrer and the weights it
-    started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and deliver the
-    start if it scores higher. A no-reference check against a broken run, not a measure of quality."""
+    """Unpaired fine-tunes without validation pairs to choose by: at the end, score the trained deblurrer and the
+    weights it started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and
+    deliver the start if it scores higher. A no-reference check against a broken run, not a measure of quality."""
 
     def __post_init__(self) -> None:
         bounds = {
@@ -303,10 +303,10 @@ class Config:
             raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {self.data.channels}")
         if self.train.keep_best and not self.data.val_blur:
             raise ConfigError("train.keep_best delivers the best step on the validation pairs: set data.val_blur and data.val_sharp")
-        if self.train.guard and (paired or not self.model.init_from or self.data.val_blur):
+        if self.train.guard and (paired or not self.model.init_from or self.train.keep_best):
             raise ConfigError(
-                "train.guard checks an unpaired fine-tune without validation pairs: it needs train.mode=unpaired and "
-                "model.init_from; with data.val_blur, use train.keep_best"
+                "train.guard checks an unpaired fine-tune from model.init_from (train.mode=unpaired); with validation "
+                "pairs, train.keep_best chooses instead: set one of the two"
             )
         if self.train.freeze and self.train.freeze_steps and not self.model.init_from:
             raise ConfigError(

@@ -42,3 +42,15 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
     assert val_pairs == [f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong")
                          for photo in ("hubble_deep_field", "immunohistochemistry")]  # fmt: skip
+
+
+def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsys):
+    base = tmp_path / "base"
+    build_generator("nafnet", **TINY_BASE).save_pretrained(base)
+    out = tmp_path / "out"
+    arguments = ["--corpus", str(corpus), "--out", str(out), "--runs", str(tmp_path / "runs"), "--base", str(base),
+                 "--seeds", "0", "--threads", "1", "--deliver", "guard", "--set", *TINY]  # fmt: skip
+    assert adapt.main(arguments) == 0
+    (guard,) = json.loads((out / "results.json").read_text())["rows"]["motion"]["guard"].values()
+    assert guard["delivered"] == ("trained" if guard["trained"] >= guard["start"] else "start")
+    assert f"seed 0: {guard['delivered']} ({guard['trained']:.2f} vs {guard['start']:.2f} dB)" in capsys.readouterr().out

@@ -122,9 +122,9 @@ def test_the_guard_scores_both_candidates_on_the_same_pseudo_pairs(unpaired):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["train.guard=true", "model.init_from="], ["train.guard=true", "data.val_blur=x", "data.val_sharp=x"]],
+    [["train.guard=true", "model.init_from="], ["train.guard=true", "data.val_blur=x", "data.val_sharp=x", "train.keep_best=true"]],
 )
-def test_guard_needs_a_start_and_no_validation_pairs(unpaired, tmp_path, overrides):
+def test_guard_needs_a_start_and_leaves_validation_pairs_to_keep_best(unpaired, tmp_path, overrides):
     base = [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={tmp_path / 'run'}"]
-    with pytest.raises(ConfigError, match="train.guard checks an unpaired fine-tune without validation pairs"):
+    with pytest.raises(ConfigError, match="train.guard checks an unpaired fine-tune from model.init_from"):
         load_config(ROOT / "configs" / "adapt.yaml", [*base, *overrides])
