@@ -89,6 +89,11 @@ class DataConfig:
     of different sizes), naming it. False: it is skipped with a warning, the next readable image takes its place,
     and the log counts the skips (`data/skipped_files`)."""
     hflip: bool = True
+    quarter_turns: bool = False
+    """Turn each crop by a random multiple of 90 degrees; with `hflip`, every one of the 8 orientations is drawn."""
+    grayscale: float = 0.0
+    """Fraction of crops made gray (luma in every channel, as `torchvision`'s `rgb_to_grayscale`): a model trained
+    on color photos alone then also sees the gray ones it will be given. Needs `channels: 3`."""
     color_jitter: float = 0.0
     """Brightness and contrast jitter strength (0 disables it); applied to both sides independently."""
     flat_crop_std: float = 0.01
@@ -115,6 +120,10 @@ class DataConfig:
     new random kernel for every crop (see its keys). `data.blur` stays empty."""
 
     def __post_init__(self) -> None:
+        if not 0 <= self.grayscale <= 1:
+            raise ConfigError(f"data.grayscale is a fraction of crops: it must be in [0, 1], got {self.grayscale}")
+        if self.grayscale and self.channels != 3:
+            raise ConfigError(f"data.grayscale makes color crops gray: it needs data.channels=3, got {self.channels}")
         for first, second in (("paired_blur", "paired_sharp"), ("val_blur", "val_sharp")):
             if bool(getattr(self, first)) != bool(getattr(self, second)):
                 raise ConfigError(f"data.{first} and data.{second} go together: set both or neither")

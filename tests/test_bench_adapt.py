@@ -2,6 +2,8 @@
 
 import json
 
+from PIL import Image
+
 from bench import adapt
 from cycledeblur.models import build_generator
 
@@ -29,6 +31,8 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     assert results["photos"] == ["astronaut.png", "chelsea.png"]  # the test split
     motion = results["rows"]["motion"]
     assert set(motion["sets"]) == {"motion-mild", "motion-strong"} and set(motion["runs"]) == {"0", "1"}
+    with Image.open(motion["figure"]) as figure:  # two rows (mild, strong) of 4 crops: input | zero-shot | adapted | sharp
+        assert figure.width > 4 * figure.height / 2 > 0
     for scored in motion["sets"].values():
         adapted, zero_shot = scored["methods"]["adapted"], scored["methods"]["zero-shot"]
         assert set(adapted["seeds"]) == {"0", "1"} and adapted["psnr_std"] is not None

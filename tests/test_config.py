@@ -69,12 +69,18 @@ def test_dotted_overrides_are_typed():
         # Inside an optional section, the message still names the key at fault.
         ("model.reblur_generator={name: resnet, n_blokcs: 2}", "unknown config key 'model.reblur_generator.n_blokcs'"),
         ("train", "must look like key=value"),
+        ("data.grayscale=1.5", "data.grayscale is a fraction of crops: it must be in [0, 1], got 1.5"),
     ],
 )
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=None) as error:
         load_config(ROOT / "configs" / "default.yaml", [override])
     assert message in str(error.value)
+
+
+def test_gray_crops_need_color_data():
+    with pytest.raises(ConfigError, match="data.grayscale makes color crops gray: it needs data.channels=3, got 1"):
+        load_config(ROOT / "configs" / "default.yaml", ["data.grayscale=0.5", "data.channels=1"])
 
 
 def test_resolved_config_round_trips(tmp_path):

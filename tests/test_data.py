@@ -238,3 +238,32 @@ def test_the_blurred_crop_is_cut_from_the_blurred_photo_not_blurred_alone(photo_
         expected = whole[margin + top : margin + top + 32, margin + left : margin + left + 32]
         assert np.abs(to_array(blurred) - expected).max() <= 0.51 / 255  # 8-bit rounding
         assert np.abs(to_array(blurred) - blur_image(to_array(sharp), kernel)).max() > 0.05  # the crop alone
+
+
+def test_quarter_turns_and_gray_crops_leave_the_blur_on_top(photo_folder, monkeypatch):
+    """Turned and gray crops are still crops of the photo (turned, in luma), and their blurred side is the blur of
+    that reoriented window, so the pair stays a pair."""
+    kernel = motion_kernel(np.random.default_rng(3), length_range=(9.0, 9.0))
+    monkeypatch.setattr("cycledeblur.data.crops.sample_degradation", lambda rng, config: Degradation("motion", kernel, 0.0, None))
+    turned = synthetic_pairs(photo_folder, hflip=False, quarter_turns=True, grayscale=1.0)
+    seen_turns = set()
+    for index in range(len(turned)):
+        (blurred, sharp), _ = turned[(0, index)]
+        assert torch.equal(sharp[0], sharp[1]) and torch.equal(sharp[1], sharp[2])  # gray: luma in every channel
+        image = turned.load(index)
+        luma = (torch.tensor([0.2989, 0.587, 0.114]).view(3, 1, 1) * image).sum(0)
+        found = [
+            turns for turns in range(4)
+            if (np.lib.stride_tricks.sliding_window_view(np.rot90(luma.numpy(), turns), (32, 32))
+                - ((sharp[0] + 1) / 2).numpy()).__abs__().max(axis=(2, 3)).min() < 1e-5
+        ]  # fmt: skip
+        assert found, index
+        seen_turns.update(found)
+        assert gradient_energy(blurred) < gradient_energy(sharp)
+    assert len(seen_turns) > 1
+
+
+def test_quarter_turns_and_gray_crops_in_the_crop_loader(odd_images):
+    crops = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=32, quarter_turns=True, grayscale=1.0), seed=0)
+    crop, _ = crops[(0, 0)]
+    assert crop.shape == (3, 32, 32) and torch.equal(crop[0], crop[1]) and torch.equal(crop, crops[(0, 0)][0])

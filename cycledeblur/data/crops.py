@@ -24,6 +24,7 @@ from ..synth.random_blur import sample_degradation, sample_softening
 from .images import load_image_tensor
 
 FLAT_CROP_RETRIES = 10
+GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)  # torchvision's rgb_to_grayscale
 logger = logging.getLogger(__name__)
 
 
@@ -53,10 +54,24 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return self.size
 
 
+class RandomQuarterTurn(v2.Transform):
+    """Turns every input of one call by the same random multiple of 90 degrees (exact: no resampling)."""
+
+    def make_params(self, flat_inputs: list) -> dict:
+        return {"turns": int(torch.randint(4, ()))}
+
+    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:
+        return tv_tensors.wrap(torch.rot90(inpt, params["turns"], dims=(-2, -1)), like=inpt)
+
+
 def build_augmentation(config: DataConfig) -> v2.Compose:
     steps: list[torch.nn.Module] = [v2.RandomCrop(config.crop_size, pad_if_needed=True, padding_mode="reflect")]
     if config.hflip:
         steps.append(v2.RandomHorizontalFlip())
+    if config.quarter_turns:
+        steps.append(RandomQuarterTurn())
+    if config.grayscale:
+        steps.append(v2.RandomGrayscale(config.grayscale))
     if config.color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=config.color_jitter, contrast=config.color_jitter))
     return v2.Compose(steps)
@@ -207,13 +222,26 @@ class SyntheticPairDataset(CropDataset):
             sharp = window[margin : margin + crop_h, margin : margin + crop_w]
             if sharp.reshape(-1, sharp.shape[-1]).std(axis=0).min() >= self.config.flat_crop_std:
                 break
-        if self.config.hflip and rng.random() < 0.5:
-            window, sharp = window[:, ::-1], sharp[:, ::-1]
+        if size is not None:  # the sample grids show the whole photo as it is
+            window = self.reoriented(window, rng)
+            sharp = window[margin : margin + crop_h, margin : margin + crop_w]
         if softening is not None:
             window = blur_image(np.ascontiguousarray(window), softening)
             sharp = window[margin : margin + crop_h, margin : margin + crop_w]
         blurred = degradation.apply(np.ascontiguousarray(window), rng)[margin : margin + crop_h, margin : margin + crop_w]
         return tuple(torch.from_numpy(np.ascontiguousarray(side)).permute(2, 0, 1).float() * 2 - 1 for side in (blurred, sharp))
+
+    def reoriented(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Square `window` (H x H x C) flipped, turned and made gray as `data.hflip`, `quarter_turns` and `grayscale`
+        draw. Each draw is made only when its option is on, so the pairs of configs without it stay as they were."""
+        if self.config.hflip and rng.random() < 0.5:
+            window = window[:, ::-1]
+        if self.config.quarter_turns:
+            window = np.rot90(window, int(rng.integers(4)))
+        if self.config.grayscale and rng.random() < self.config.grayscale:
+            luma = np.ascontiguousarray(window) @ GRAY_WEIGHTS
+            window = np.repeat(luma[..., None], window.shape[-1], axis=-1)
+        return window
 
     def sample_images(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole image `index` and one fixed degradation of it, for the sample grids (in [0, 1], like the other sets)."""
