@@ -15,7 +15,8 @@ last step unless the no-reference guard (`train.guard`) prefers the start, as a 
 and the table reports what the guard chose. The test split is only scored. With `--split val` the numbers are those of the
 very photos the steps were chosen on: use them to compare recipes, not to report.
 
-Writes OUT/results.json (every number, per seed and per image) and prints a Markdown table (zero-shot, adapted as
+Writes OUT/results.json (every number, per seed and per image), OUT/figure-ROW.png (crops where the sharp photo has
+most detail: input | zero-shot | adapted, first seed | sharp) and prints a Markdown table (zero-shot, adapted as
 mean ± standard deviation over seeds, and the worst seed's change), then the command that reruns it.
 """
 
@@ -43,12 +44,14 @@ from bench.quality import (
     ROOT,
     corpus_photos,
     degraded_set,
+    figure_examples,
     finished,
     load_pairs,
     log,
     machine,
     run_folder,
     run_script,
+    save_figure,
     score_set,
     summary,
     train_run,
@@ -191,7 +194,13 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
                 "change": change_over_seeds(methods["adapted"], methods["zero-shot"]),
             }
             log(f"{key} / {blur_set.key}: scored")
-        results_rows[key] = {"title": row.title, "runs": {str(s): str(r) for s, r in runs.items()}, "sets": scored_sets}
+        first_seed = min(runs)
+        restorers = {"zero-shot": zero_shot, f"adapted (seed {first_seed})": Deblurrer(resolve_generator(runs[first_seed]))}
+        figure = out / f"figure-{key}.png"
+        save_figure(figure_examples(out, sets, [photo.name for photo in photos]), restorers, args.crop, figure)
+        results_rows[key] = {
+            "title": row.title, "runs": {str(s): str(r) for s, r in runs.items()}, "sets": scored_sets, "figure": str(figure),
+        }  # fmt: skip
         if args.deliver == "guard":
             results_rows[key]["guard"] = guard_choices(runs)
     results = {
@@ -235,6 +244,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
     parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")
+    parser.add_argument("--crop", type=int, default=160, help="side of the figures' crops (px, default %(default)s)")
     return parser.parse_args(argv)  # fmt: skip
 
 

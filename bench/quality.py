@@ -473,14 +473,15 @@ def figure_row(panels: dict[str, torch.Tensor], crop: int) -> Image.Image:
     return row
 
 
-def save_figure(examples: list[tuple[BlurSet, Pair]], general: Deblurrer | None, crop: int, path: Path) -> None:
-    """One row per (blur set, pair): input | general model (when benchmarked) | sharp."""
+def save_figure(
+    examples: list[tuple[BlurSet, Pair]], restorers: dict[str, Callable[[torch.Tensor], torch.Tensor]], crop: int, path: Path
+) -> None:
+    """One row per (blur set, pair): input | each restorer's output, under its caption | sharp."""
     crop = min(crop, *(min(pair.sharp.shape[-2:]) for _, pair in examples))  # small photos: one crop size for all
     rows = []
     for blur_set, pair in examples:
         panels = {f"{pair.name}: {blur_set.short_title}": pair.blurred}
-        if general is not None:
-            panels["general model"] = general(pair.blurred)
+        panels |= {caption: restore(pair.blurred) for caption, restore in restorers.items()}
         panels["sharp"] = pair.sharp
         rows.append(figure_row(panels, crop))
     figure = Image.new("RGB", (rows[0].width, sum(row.height for row in rows)), "white")
@@ -631,9 +632,9 @@ def training_record(runs: dict[int, TrainedRun], overrides: list[str], recipe: T
 
 
 def figure_examples(out: Path, sets: dict[str, dict[str, str]], photos: list[str]) -> list[tuple[BlurSet, Pair]]:
-    """One image per blurred set, each from another scored photo while there are enough."""
+    """One image per blurred set of `sets`, each from another scored photo while there are enough."""
     examples = []
-    for index, blur_set in enumerate(s for s in BLUR_SETS if s.source != "none"):
+    for index, blur_set in enumerate(s for s in BLUR_SETS if s.source != "none" and s.key in sets):
         photo = photos[index % len(photos)]
         name = min(name for name, source in sets[blur_set.key].items() if source == photo)
         examples.append((blur_set, next(load_pairs(out / "sets" / blur_set.key, [name]))))
@@ -709,7 +710,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         results_sets[blur_set.key] = evaluate_set(blur_set, pairs, methods, models, seconds)
 
     figure_path = out / "figure.png"
-    save_figure(figure_examples(out, sets, scored), general, args.crop, figure_path)
+    restorers = {"general model": general} if general is not None else {}
+    save_figure(figure_examples(out, sets, scored), restorers, args.crop, figure_path)
     results = {
         "split": args.split,
         "corpus": str(args.corpus),

@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from bench import adapt
+from bench import adapt, quality
 from cycledeblur.models import build_generator
 
 from .conftest import TINY_NETWORKS
@@ -32,7 +32,8 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     motion = results["rows"]["motion"]
     assert set(motion["sets"]) == {"motion-mild", "motion-strong"} and set(motion["runs"]) == {"0", "1"}
     with Image.open(motion["figure"]) as figure:  # two rows (mild, strong) of 4 crops: input | zero-shot | adapted | sharp
-        assert figure.width > 4 * figure.height / 2 > 0
+        side = (figure.width - 3 * quality.GAP) / 4
+        assert side == int(side) > 0 and figure.height == 2 * (quality.CAPTION_HEIGHT + side)
     for scored in motion["sets"].values():
         adapted, zero_shot = scored["methods"]["adapted"], scored["methods"]["zero-shot"]
         assert set(adapted["seeds"]) == {"0", "1"} and adapted["psnr_std"] is not None
