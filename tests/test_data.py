@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from cycledeblur.config import DataConfig, SyntheticBlurConfig
 from cycledeblur.data import CropDataset, EpochSampler, SyntheticPairDataset, load_image_source, load_image_tensor
+from cycledeblur.data.crops import mirrored_window
 from cycledeblur.errors import UserError
 from cycledeblur.synth import blur_image, motion_kernel
 from cycledeblur.synth.random_blur import Degradation
@@ -267,3 +268,16 @@ def test_quarter_turns_and_gray_crops_in_the_crop_loader(odd_images):
     crops = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=32, quarter_turns=True, grayscale=1.0), seed=0)
     crop, _ = crops[(0, 0)]
     assert crop.shape == (3, 32, 32) and torch.equal(crop[0], crop[1]) and torch.equal(crop, crops[(0, 0)][0])
+
+
+def test_mirrored_window_is_a_window_of_the_symmetric_padding():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        height, width = rng.integers(1, 30, 2)
+        margin = int(rng.integers(0, 3 * max(height, width)))  # also wider than the photo: reflections repeat
+        pixels = rng.random((height, width, 2))
+        padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), mode="symmetric")
+        rows, cols = int(rng.integers(1, height + 2 * margin + 1)), int(rng.integers(1, width + 2 * margin + 1))
+        top, left = int(rng.integers(0, height + 2 * margin - rows + 1)), int(rng.integers(0, width + 2 * margin - cols + 1))
+        window = mirrored_window(pixels, top - margin, left - margin, rows, cols)
+        assert np.array_equal(window, padded[top : top + rows, left : left + cols])

@@ -194,6 +194,19 @@ def random_windows(images: list[torch.Tensor], size: int, generator: torch.Gener
     ]
 
 
+def mirrored_window(pixels: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The `height` x `width` window at (`top`, `left`) of `pixels` (H x W x C) mirrored at its borders (numpy's
+    "symmetric" padding), reflecting only the rows and columns it needs, not the whole photo."""
+
+    def mirrored(start: int, length: int, size: int) -> np.ndarray:
+        index = np.arange(start, start + length) % (2 * size)
+        return np.where(index < size, index, 2 * size - 1 - index)
+
+    if top >= 0 and left >= 0 and top + height <= pixels.shape[0] and left + width <= pixels.shape[1]:
+        return pixels[top : top + height, left : left + width]
+    return pixels[np.ix_(mirrored(top, height, pixels.shape[0]), mirrored(left, width, pixels.shape[1]))]
+
+
 class SyntheticPairDataset(CropDataset):
     """`((blurred, sharp), skipped)` pairs made from sharp photos alone: each crop is blurred in the loader with a new
     kernel, noise level and JPEG quality from `data.synthetic_blur`, all drawn from (seed, epoch, index).
@@ -213,12 +226,12 @@ class SyntheticPairDataset(CropDataset):
         # The softened window is exact only a softening radius in from its border; the blur reaches that far less.
         soft_margin = 0 if softening is None else softening.shape[0] // 2
         margin = degradation.kernel.shape[0] // 2 + soft_margin
-        pixels = np.pad(image.permute(1, 2, 0).numpy(), ((margin, margin), (margin, margin), (0, 0)), mode="symmetric")
-        height, width = pixels.shape[0] - 2 * margin, pixels.shape[1] - 2 * margin
+        pixels = image.permute(1, 2, 0).numpy()
+        height, width = pixels.shape[:2]
         crop_h, crop_w = (height, width) if size is None else (size, size)
         for _ in range(FLAT_CROP_RETRIES):
             top, left = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
-            window = pixels[top : top + crop_h + 2 * margin, left : left + crop_w + 2 * margin]
+            window = mirrored_window(pixels, top - margin, left - margin, crop_h + 2 * margin, crop_w + 2 * margin)
             sharp = window[margin : margin + crop_h, margin : margin + crop_w]
             if sharp.reshape(-1, sharp.shape[-1]).std(axis=0).min() >= self.config.flat_crop_std:
                 break
