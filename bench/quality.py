@@ -18,7 +18,8 @@ Columns, all scored the same way (FullReferenceMetrics: PSNR and SSIM on full im
 - the blurred input;
 - unsharp mask, and Wiener deconvolution with one Gaussian kernel (oracle: one setting per row from a small grid);
 - Wiener deconvolution with each image's true kernel (oracle: its regularisation);
-- the bundled general model (`--general`);
+- the bundled general model (`--general`; given several, e.g. one run of its recipe per seed, the column is their
+  mean and standard deviation);
 - unpaired from scratch: configs/cpu-fast.yaml, trained by `cycledeblur train` on the corpus's train tiles, half
   of them blurred (mixed blur, noise 0.005) and the other half sharp, so that no pair exists;
 - the paired upper bound: configs/paired-cpu-fast.yaml on the same tiles blurred as pairs, with the same budget.
@@ -26,8 +27,8 @@ The trained columns run once per `--seeds` value (`train.seed=N`) and report the
 over seeds. Their runs live in RUNS (shared by both splits) and are reused when finished (`--retrain` forces).
 
 Writes OUT/results.json (every number, per image too, with the machine, date and command; the PSNR of an
-unchanged image is Infinity) and OUT/figure.png (crops where the sharp photo has most detail: input | general |
-sharp); prints the tables in Markdown, then the command that reruns them.
+unchanged image is Infinity) and OUT/figure.png (crops where the sharp photo has most detail: input | the first
+general model | sharp); prints the tables in Markdown, then the command that reruns them.
 """
 
 from __future__ import annotations
@@ -569,8 +570,9 @@ def notes(results: dict[str, Any]) -> list[str]:
             + (f", {statistics.fmean(times):.0f} s of training per run" if times else "")
             + "."
         )
-    if results["general_model"]:
-        lines.append(f"- general model: `{results['general_model']}`.")
+    if models := results["general_model"]:
+        over = "mean ± standard deviation over " if len(models) > 1 else ""
+        lines.append(f"- general model: {over}" + ", ".join(f"`{model}`" for model in models) + ".")
     computer = results["machine"]
     units = [flag for flag in ("avx512_bf16", "amx_bf16") if computer[flag]]
     count = len(results["photos"])
@@ -642,12 +644,12 @@ def figure_examples(out: Path, sets: dict[str, dict[str, str]], photos: list[str
 
 
 def model_restorers(
-    general: Deblurrer | None, runs: dict[str, dict[int, TrainedRun]], device: str
+    generals: list[Deblurrer], runs: dict[str, dict[int, TrainedRun]], device: str
 ) -> dict[Column, Restorer]:
-    """The columns that need no tuning: the input itself, the general model, each trained run."""
+    """The columns that need no tuning: the input itself, the general model(s), each trained run."""
     models: dict[Column, Restorer] = {("input", None): lambda pair: pair.blurred}
-    if general is not None:
-        models["general", None] = lambda pair: general(pair.blurred)
+    for index, general in enumerate(generals):
+        models["general", index if len(generals) > 1 else None] = lambda pair, general=general: general(pair.blurred)
     for method, seeded in runs.items():
         for seed, run in seeded.items():
             deblurrer = Deblurrer(resolve_generator(run.folder), device=device)
@@ -691,7 +693,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     # A bad override, config or model fails at once, not after an hour of work.
     for method in (m for m in methods if m in RECIPES):
         load_config(RECIPES[method].config, recipe_overrides(RECIPES[method], args.overrides))
-    general = Deblurrer(resolve_generator(args.general), device=args.device) if "general" in methods else None
+    generals = [Deblurrer(resolve_generator(model), device=args.device) for model in args.general] if "general" in methods else []
     photos = corpus_photos(args.corpus, args.split, with_train=any(m in RECIPES for m in methods))
     scored = [photo.name for photo in photos[: args.limit]]
     out = args.out or Path("bench/out/quality") / args.split
@@ -702,7 +704,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     sets = {blur_set.key: degraded_set(blur_set, photos, out) for blur_set in BLUR_SETS}
     seconds["degrade"] = time.perf_counter() - started
     runs = {method: trained_runs(args, method) for method in methods if method in RECIPES}
-    models = model_restorers(general, runs, args.device)
+    models = model_restorers(generals, runs, args.device)
     results_sets = {}
     for blur_set in BLUR_SETS:
         names = sorted(name for name, photo in sets[blur_set.key].items() if photo in scored)
@@ -710,14 +712,14 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         results_sets[blur_set.key] = evaluate_set(blur_set, pairs, methods, models, seconds)
 
     figure_path = out / "figure.png"
-    restorers = {"general model": general} if general is not None else {}
+    restorers = {"general model": generals[0]} if generals else {}
     save_figure(figure_examples(out, sets, scored), restorers, args.crop, figure_path)
     results = {
         "split": args.split,
         "corpus": str(args.corpus),
         "photos": scored,
         "noise_sigma": NOISE_SIGMA,
-        "general_model": args.general if general is not None else None,
+        "general_model": args.general if generals else [],
         "sets": results_sets,
         "training": {
             method: training_record(seeded, recipe_overrides(RECIPES[method], args.overrides), RECIPES[method])
@@ -763,8 +765,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"the columns besides the input: {', '.join(METHODS)} (default: all)",
     )
     parser.add_argument(
-        "--general", default="general", metavar="MODEL",
-        help="the general model: bundled name, run or generator folder, or Hub id (default %(default)s)",
+        "--general", nargs="+", default=["general"], metavar="MODEL",
+        help="the general model: bundled name, run or generator folder, or Hub id; several: their mean and spread "
+        "(default general)",
     )
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N",

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 from PIL import Image
 
 from bench import quality
@@ -73,6 +74,17 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     rerun = json.loads((out / "results.json").read_text())
     assert rerun["training"]["paired"]["runs"]["0"]["reused"]
     assert rerun["sets"]["motion-mild"]["methods"]["input"] == sets["motion-mild"]["methods"]["input"]
+
+    # Several general models (one per seed of its recipe): one column, their mean and spread.
+    other = tmp_path / "general-other"
+    torch.manual_seed(1)
+    build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(other)
+    assert quality.main([*arguments, "--methods", "general", "--general", str(general), str(other)]) == 0
+    both = json.loads((out / "results.json").read_text())["sets"]["motion-mild"]["methods"]["general"]
+    assert set(both["seeds"]) == {"0", "1"} and both["psnr_std"] > 0
+    assert both["seeds"]["0"]["psnr"] == pytest.approx(sets["motion-mild"]["methods"]["general"]["psnr"])
+    assert both["psnr"] == pytest.approx((both["seeds"]["0"]["psnr"] + both["seeds"]["1"]["psnr"]) / 2)
+    assert f"- general model: mean ± standard deviation over `{general}`, `{other}`." in capsys.readouterr().out
 
 
 def test_a_missing_general_model_ends_in_one_line(tmp_path, capsys):
