@@ -33,12 +33,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cycledeblur.config import load_config
-from cycledeblur.inference import Deblurrer, resolve_generator
-from cycledeblur.synth import synthesize_folder
-from cycledeblur.training.tracking import read_metrics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/adapt.py` from anywhere: import bench.*
 
-from bench.quality import (
+from bench.quality import (  # noqa: E402
     BLUR_SETS,
     NOISE_SIGMA,
     ROOT,
@@ -56,6 +53,10 @@ from bench.quality import (
     summary,
     train_run,
 )
+from cycledeblur.config import load_config  # noqa: E402
+from cycledeblur.inference import Deblurrer, resolve_generator  # noqa: E402
+from cycledeblur.synth import synthesize_folder  # noqa: E402
+from cycledeblur.training.tracking import read_metrics  # noqa: E402
 
 ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
 DELIVERY = {"best": "train.keep_best=true", "guard": "train.guard=true"}
