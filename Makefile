@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test lint setup clean-demo
+.PHONY: demo test test-fast lint setup clean-demo
 
 $(BIN)/cycledeblur: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ lint: setup
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# The inner loop: everything but the tests marked slow (end-to-end benchmarks, multi-process runs, kills, exports).
+test-fast: lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 # The main job end to end on real photos, on the CPU: build data, blur it, train, deblur held-out photos, score.
 demo: setup

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from bench import adapt, quality
@@ -18,6 +19,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, capsys):
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
@@ -49,6 +51,7 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
                          for photo in ("hubble_deep_field", "immunohistochemistry")]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsys):
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)

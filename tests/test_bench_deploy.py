@@ -14,6 +14,7 @@ from cycledeblur.models import build_generator
 from .conftest import CORPUS_SPLITS
 
 
+@pytest.mark.slow
 def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, corpus, capsys):
     general, out, quality_out, runs = (tmp_path / name for name in ("general", "out", "quality", "runs"))
     build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(

@@ -18,6 +18,7 @@ TINY = [
     "data.num_workers=0", "train.checkpoint_every=4", "train.sample_every=4", "train.log_every=1",
     "train.sample_size=32",
 ]  # fmt: skip
+@pytest.mark.slow
 def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     general = tmp_path / "general"
     tiny = build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0))

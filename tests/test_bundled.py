@@ -47,6 +47,7 @@ def test_evaluate_without_model_scores_the_bundled_model(paired, tmp_path, capsy
     assert scores["output"]["psnr"] != scores["input"]["psnr"]
 
 
+@pytest.mark.slow
 def test_export_without_model_exports_the_bundled_model(paired, tmp_path, capsys):
     path = tmp_path / "general.onnx"
     assert main(["export", "--onnx", str(path), "--input-size", "64", "--check-images", str(paired / "blur")]) == 0

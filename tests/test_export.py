@@ -196,6 +196,7 @@ def test_fixed_size_fp16_export_tiles_at_its_size(resnet_run, odd_inputs, paired
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_wiener_generators_fft_exports(unpaired, paired, tmp_path, capsys):
     """The cpu-fast recipe's generator deconvolves with FFTs, which ONNX has no complex numbers for."""
     run = train_tiny(unpaired, tmp_path / "wiener", "cpu-fast.yaml", "train.max_steps=2")
@@ -209,6 +210,7 @@ def test_the_wiener_generators_fft_exports(unpaired, paired, tmp_path, capsys):
     assert np.abs(OnnxDeblurrer(path).deblur(image) - expected).max() < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [("--dynamic",), ("--input-size", "48", "--fp16")], ids=["dynamic", "fp16"])
 def test_nafnet_exports(paired, tmp_path, options):
     """Its per-pixel layer norm (statistics in float32 even in an fp16 graph), global-average channel attention and

@@ -44,6 +44,7 @@ def steps_of(run_dir) -> list[int]:
     return [int(path.name.removeprefix("step_")) for path in list_checkpoints(run_dir)]
 
 
+@pytest.mark.slow
 def test_killed_four_times_the_run_ends_as_if_never_interrupted(tiny_config, unpaired, tmp_path):
     straight = train(tiny_config(*STEPS, run="straight")).parent
     run = tmp_path / "killed"

@@ -3,10 +3,13 @@ copied into the run's generator/ with a record of the choice."""
 
 import json
 
+import pytest
+
 from bench import select_checkpoint
 from cycledeblur.training import train
 
 
+@pytest.mark.slow
 def test_every_checkpoint_is_scored_on_val_and_the_best_is_delivered(tiny_config, photo_folder, corpus, tmp_path, capsys):
     train(tiny_config("data.blur=", f"data.sharp={photo_folder}", "train.max_steps=4", "train.checkpoint_every=2",
                       "train.keep_checkpoints=3", base="general.yaml"))  # fmt: skip

@@ -40,6 +40,7 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
             assert fast_row[term] == pytest.approx(value, rel=tolerance, abs=tolerance * 1e-2), term
 
 
+@pytest.mark.slow
 def test_speed_benchmark_measures_the_loop(tmp_path):
     arguments = ["--config", "configs/demo.yaml", "--crops", "32", "--batches", "2", "--modes", "plain", "tuned",
                  "--generators", "wiener", "--steps", "2", "--out", str(tmp_path), "--inference-sizes", "160x96", "--tile", "64",
@@ -68,6 +69,7 @@ ONNX_ARGUMENTS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--modes", "-
                   "--inference-repeats", "1"]
 
 
+@pytest.mark.slow
 def test_speed_benchmark_onnx_rows(tmp_path, capsys):
     """The generator exported to ONNX (fp32 and int8, calibrated on the demo photos) next to PyTorch eager."""
     assert speed.main([*ONNX_ARGUMENTS, "--out", str(tmp_path)]) == 0

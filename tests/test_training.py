@@ -127,6 +127,7 @@ def cli_overrides(unpaired, run_dir, *extra):
             *TINY_OVERRIDES, *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["unpaired", "paired"])
 def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tmp_path, mode):
     """Paired: the judge idles during pretraining (step 1), then joins; the crops grow at step 3."""
@@ -159,6 +160,7 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
         assert all((straight[name][key] == again[name][key]).all() for name in straight for key in straight[name])
 
 
+@pytest.mark.slow
 def test_accelerate_launch_runs_train_py(unpaired, tmp_path):
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     run = tmp_path / "launched"
