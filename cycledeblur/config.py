@@ -36,18 +36,23 @@ class SyntheticBlurConfig:
     identity: float = 0.1
     """Weight of no blur at all: the model learns to leave sharp photos alone (noise and JPEG still apply)."""
     motion_length: tuple[float, float] = (3.0, 35.0)
+    """Length of the camera-shake path, px, uniform in this range."""
     gaussian_sigma: tuple[float, float] = (0.5, 4.0)
+    """Std of the Gaussian along each of its two axes, px, each uniform in this range."""
     defocus_radius: tuple[float, float] = (1.0, 8.0)
+    """Radius of the defocus disk, px, uniform in this range."""
     noise_sigma: tuple[float, float] = (0.0, 0.02)
     """Gaussian sensor noise, std in [0, 1] units, uniform in this range (after the blur)."""
     jpeg_probability: float = 0.0
     """Fraction of blurred crops saved through JPEG at a quality drawn from `jpeg_quality`."""
     jpeg_quality: tuple[int, int] = (60, 95)
+    """JPEG quality of the crops that `jpeg_probability` picks, uniform in this range."""
     soft_fraction: float = 0.0
     """Fraction of crops whose sharp side is itself smoothed first, by an isotropic Gaussian of `soft_sigma` px,
     before the blur is drawn on top: photos that are soft by nature (microscopy, scans, shallow focus) then come
     back soft, instead of over-sharpened into halos."""
     soft_sigma: tuple[float, float] = (0.5, 2.0)
+    """Std of the smoothing of `soft_fraction`'s sharp sides, px, uniform in this range."""
 
     def __post_init__(self) -> None:
         for kind in BLUR_KINDS:
@@ -78,10 +83,13 @@ class DataConfig:
     sharp: str = ""
     """Sharp photos (unrelated to the blurred ones): a local folder or a Hub dataset id."""
     split: str = "train"
+    """The split of a Hub dataset (ignored for local folders)."""
     image_column: str = "image"
+    """The image column of a Hub dataset (local folders: `image`, as `imagefolder` names it)."""
     channels: int = 3
     """Channels the model sees; images are converted to it (gray -> RGB, RGBA -> RGB, RGB -> gray...)."""
     crop_size: int = 256
+    """Side of the square random crops the loader cuts (px); a multiple of the generator's stride."""
     small_images: Literal["upscale", "pad", "error"] = "upscale"
     """What to do with an image smaller than the crop: upscale it, reflect-pad it, or stop with an error."""
     strict: bool = False
@@ -89,6 +97,7 @@ class DataConfig:
     of different sizes), naming it. False: it is skipped with a warning, the next readable image takes its place,
     and the log counts the skips (`data/skipped_files`)."""
     hflip: bool = True
+    """Flip each crop left-right at random (both images of a pair alike)."""
     quarter_turns: bool = False
     """Turn each crop by a random multiple of 90 degrees; with `hflip`, every one of the 8 orientations is drawn."""
     grayscale: float = 0.0
@@ -100,7 +109,8 @@ class DataConfig:
     """Crops whose flattest channel has a smaller standard deviation (in [0, 1] units) are redrawn (up to 10
     times): a flat crop (sky, a scan's black border) holds no blur, and instance normalization divides its
     zero variance by ~sqrt(eps), which blows its gradients up to inf/NaN."""
-    num_workers: int = 2
+    num_workers: int = 4
+    """Data-loader worker processes per training process (0: load in the training process itself)."""
     crop_schedule: dict[int, int] = field(default_factory=dict)
     """Progressive resolution: {step: crop size from that step on}, e.g. {0: 64, 2000: 128, 4000: 256}. Sizes are at
     most `crop_size`: the loader cuts `crop_size` crops and each step takes a random window of the scheduled size
@@ -110,11 +120,13 @@ class DataConfig:
     deblurring generator is pulled toward each twin by `loss.paired_l1`. (In `train.mode: paired`, `blur` and
     `sharp` themselves are the pairs.)"""
     paired_sharp: str = ""
+    """The sharp twins of `paired_blur` (same file names)."""
     val_blur: str = ""
     """Validation pairs (local folders): blurred photos whose sharp twins (same file names) are in `val_sharp`. The
     delivered generator is scored on them, whole images, at the start and every `train.val_every` steps (log keys
     `val/psnr`, `val/ssim`); with `train.keep_best` the best step is delivered. Never train on them."""
     val_sharp: str = ""
+    """The sharp twins of `val_blur` (same file names)."""
     synthetic_blur: SyntheticBlurConfig | None = None
     """`train.mode: paired` without blurred photos: each sharp photo of `data.sharp` is blurred in the loader, with a
     new random kernel for every crop (see its keys). `data.blur` stays empty."""
@@ -164,6 +176,8 @@ class ModelConfig:
     """The sharp -> blurred generator; None means the same family and options as `generator`.
     `kernel` (a predicted blur kernel, convolved) makes the cycle physically well posed."""
     discriminator: NetworkConfig = field(default_factory=_default_discriminator)
+    """The judges, one of sharp photos and one of blurred photos (paired mode: one conditional judge of (blurred,
+    candidate) pairs), of this family and options."""
     init_from: str = ""
     """Fine-tuning: start from a released model: a run folder, a folder made by `cycledeblur push`, or its Hub id.
     The deblurring generator (and the partner networks the source has) start from its weights; the families and
@@ -173,12 +187,14 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     gan_mode: Literal["lsgan", "vanilla", "hinge"] = "lsgan"
+    """The adversarial loss: least squares (CycleGAN's), the original cross-entropy, or hinge."""
     adv_deblur: float = 1.0
     """Weight of fooling the sharp-image judge. Lower trades hallucinated texture for fidelity: a blur kernel
     averages away what the deblurring generator invents, so the cycle alone cannot punish it."""
     adv_reblur: float = 1.0
     """Weight of fooling the blurred-image judge (what makes the reblurred images, or kernels, realistic)."""
     cycle: float = 10.0
+    """Weight of the cycle L1 losses, deblur(reblur(sharp)) == sharp and reblur(deblur(blurred)) == blurred."""
     cycle_trains_reblur: bool = True
     """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its judge
     alone. A kernel reblur generator then becomes a learned model of the camera's blur, instead of being pulled
@@ -189,7 +205,9 @@ class LossConfig:
     """Weight of reblur(blurred) == blurred, as a fraction of `cycle`. Set 0 with the `kernel` reblur generator:
     it pulls the predicted kernel to a delta, the trivial solution where nothing is deblurred."""
     tv: float = 0.0
+    """Weight of the total variation of the deblurred image (a smoothness prior against noise and ringing)."""
     color: float = 0.0
+    """Weight of the L1 between the low-passed deblurred image and the low-passed input: against color drift."""
     color_blur_sigma: float = 3.0
     """Scale (pixels) of the low-pass filter under which the color loss compares output and input."""
     color_space: Literal["rgb", "lab"] = "rgb"
@@ -212,19 +230,29 @@ class TrainConfig:
     pretrain_steps: int = 0
     """Paired mode's two-stage training: for this many steps the generator learns from the L1 content loss alone
     (the judge idles), then adversarial training starts from that well-behaved generator."""
-    max_steps: int = 100_000
+    max_steps: int = 200_000
+    """Optimizer steps of the whole run (the learning-rate schedule spans them)."""
     batch_size: int = 1
+    """Images per step and process (each side, in unpaired mode)."""
     grad_accum_steps: int = 1
+    """Batches whose gradients are summed before each optimizer step (one all-reduce per step)."""
     lr_g: float = 2e-4
+    """Adam learning rate of the generators."""
     lr_reblur: float = 0.0
     """Unpaired mode: the reblurring generator's learning rate (0: `lr_g`). A fine-tune moves the released
     deblurring generator gently while its fresh reblurring partner has everything to learn."""
     lr_d: float = 2e-4
+    """Adam learning rate of the judges."""
     betas: tuple[float, float] = (0.5, 0.999)
+    """Adam's betas, for every network."""
     lr_decay_start: float = 0.5
     """Fraction of `max_steps` after which the learning rates decay linearly to zero."""
     pool_size: int = 50
+    """Unpaired mode: how many earlier generated images the judges may be shown instead of the newest (each with
+    probability 1/2 once the pool is full; 0: none)."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """Autocast precision of the forward passes (weights and optimizer stay fp32); a launcher's
+    `--mixed_precision` wins. Measure bf16 on a CPU first (`bench/precision_probe.py`)."""
     channels_last: bool = False
     """Networks and batches in the NHWC memory layout, which tensor-core convolutions prefer (bf16/fp16 on recent
     GPUs). Measure first (bench/speed.py): on this project's 2-core CPU it makes the step slower."""
@@ -235,11 +263,17 @@ class TrainConfig:
     """Adam's fused kernel (one kernel for all parameters, on CUDA and CPU) instead of PyTorch's default per-device
     choice; the same update up to float rounding."""
     seed: int = 0
-    checkpoint_every: int = 1000
+    """Seeds the networks' initialization, batch order, crops and loader-made blur: the same seed replays the same run."""
+    checkpoint_every: int = 5000
+    """Steps between checkpoints (`checkpoints/step_N`, what `--resume` continues from); the last step always writes one."""
     keep_checkpoints: int = 3
-    sample_every: int = 500
+    """Checkpoints kept; older ones are deleted once a newer one is complete."""
+    sample_every: int = 1000
+    """Steps between sample grids (`samples/step_N.png`)."""
     sample_size: int = 256
-    log_every: int = 50
+    """Side of the crops in the sample grids (px)."""
+    log_every: int = 100
+    """Steps between log entries (`logs/metrics.jsonl`, TensorBoard): the losses are read from the device only then."""
     n_critic: int = 1
     """Judge updates per generator update: the judges learn at every step, the generators at every n_critic-th."""
     instance_noise: float = 0.0
@@ -247,10 +281,12 @@ class TrainConfig:
     `instance_noise_steps` steps (0: over the whole run). Blurs the line between real and generated early on,
     when a judge that wins outright leaves the generators no gradient."""
     instance_noise_steps: int = 0
+    """Steps over which `instance_noise` anneals to 0 (0: `max_steps`)."""
     freeze: list[str] = field(default_factory=list)
     """Fine-tuning: parts of the deblurring generator (parameter name prefixes, e.g. [encoder]) held at their
     starting weights for the first `freeze_steps` steps, while the rest adapts to the new domain."""
     freeze_steps: int = 0
+    """Steps during which `freeze` holds its parameters (0: none)."""
     ema_decay: float = 0.0
     """Keep an exponential moving average of the deblurring generator's weights with this decay (0: off; 0.999 is
     typical). The average is what samples show and what the run delivers: it smooths out the GAN's oscillation."""
@@ -289,6 +325,7 @@ class TrainConfig:
 @dataclass
 class Config:
     output_dir: str = "runs/cycledeblur"
+    """The run folder: resolved config, checkpoints, samples, logs and the delivered `generator/`."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
