@@ -12,6 +12,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import load_file, save_file
 
+from cycledeblur import __version__
 from cycledeblur.cli import main
 from cycledeblur.config import load_config
 from cycledeblur.models import DISCRIMINATORS, load_generator
@@ -115,6 +116,8 @@ def test_push_uploads_the_generator_its_partners_and_a_model_card(evaluated_run,
     assert "library_name: cycledeblur" in card and "license: apache-2.0" in card and "- image-deblurring" in card
     assert "Training steps: 2" in card and "max_steps: 2" in card
     assert f"cycledeblur deblur --model {REPO}" in card and f'load_generator("{REPO}")' in card
+    # The card names what exists: the package and its version, and the repo it was pushed to.
+    assert f"`cycledeblur` {__version__}, published as\n[{REPO}](https://huggingface.co/{REPO})" in card
     assert "[data_card.md](data_card.md)" in card and "## Licence" in card
     assert (hub.uploaded / "data_card.md").read_bytes() == (ROOT / "data_cards" / "demo.md").read_bytes()
 

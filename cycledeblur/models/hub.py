@@ -35,7 +35,7 @@ MODEL_CARD_TEMPLATE = """---
 {{ card_data }}
 ---
 
-{{ model_description | default("An image deblurring network trained with [cycledeblur](" ~ repo_url ~ ").", true) }}
+{{ model_description | default("An image deblurring network trained with the Python package `cycledeblur`.", true) }}
 """
 
 
@@ -64,7 +64,6 @@ class HubModel(
     PyTorchModelHubMixin,
     library_name="cycledeblur",
     tags=["image-deblurring", "cyclegan"],
-    repo_url="https://github.com/cycledeblur/cycledeblur",
     model_card_template=MODEL_CARD_TEMPLATE,
 ):
     """A network whose constructor arguments round-trip through config.json; subclasses are registered families."""

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
+from .. import __version__
 from ..config import Config, config_to_dict
 
 DEFAULT_LICENSE = "apache-2.0"
@@ -20,7 +21,8 @@ CARD_TEMPLATE = """---
 
 # cycledeblur generator: blurred -> sharp
 
-A deblurring generator (`{{ architecture }}`) trained with [cycledeblur]({{ repo_url }}): {{ recipe }}
+A deblurring generator (`{{ architecture }}`) trained with the Python package `cycledeblur` {{ version }}{% if hub_repo %}, published as
+[{{ hub_repo }}](https://huggingface.co/{{ hub_repo }}){% endif %}: {{ recipe }}
 
 - Training steps: {{ steps }}
 {% if synthetic_blur %}- Pairs blurred in the loader (`data.synthetic_blur`) from the sharp photos `{{ sharp_source }}`
@@ -134,7 +136,8 @@ def render_card(
         template_str=CARD_TEMPLATE,
         architecture=architecture,
         recipe=(SUPERVISED_RECIPE if supervised else RECIPES[config.train.mode]) + semi_paired,
-        repo_url="https://github.com/cycledeblur/cycledeblur",
+        version=__version__,
+        hub_repo=None if model_id == PLACEHOLDER_MODEL_ID else model_id,
         steps=steps,
         blur_source=config.data.blur,
         sharp_source=config.data.sharp,
