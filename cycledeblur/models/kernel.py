@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import HubModel, check_choice
+from .hub import HubModel
+from .layers import check_choice
 from .registry import GENERATORS
 
 

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from .hub import NORMS, HubModel, check_choice, norm_layer
+from .hub import HubModel
+from .layers import NORMS, check_choice, norm_layer
 from .registry import DISCRIMINATORS
 
 

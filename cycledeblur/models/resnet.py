@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
+from .layers import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 UPSAMPLES = ("resize_conv", "transposed")

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
+from .layers import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .hub import HubModel, zero_init
+from .hub import HubModel
+from .layers import zero_init
 from .kernel import KernelPredictor
 from .registry import GENERATORS
 
