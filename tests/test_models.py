@@ -344,7 +344,7 @@ def test_wiener_generator_starts_near_the_identity_and_handles_any_size(astronau
             assert generator(astronaut[..., :height, :width]).shape == (1, 3, height, width)
 
 
-@pytest.mark.parametrize("family", ["free", "gaussian"])
+@pytest.mark.parametrize("family", ["free", "gaussian", "trajectory"])
 def test_wiener_generator_opened_fully_deconvolves_its_kernel(astronaut, family):
     from cycledeblur.models import WienerDeblurGenerator
     from cycledeblur.models.wiener import GATE_SCALE
@@ -367,6 +367,29 @@ def test_gaussian_kernel_family_is_anisotropic_and_rotates():
     kernels = anisotropic_gaussian_logits(9, parameters).softmax(-1).view(2, 9, 9)
     assert kernels[0, 4].sum() > 0.75 and kernels[1, :, 4].sum() > 0.75  # along x, then along y
     assert torch.allclose(kernels[0], kernels[1].T, atol=1e-6)
+
+
+def test_trajectory_kernel_family_starts_round_and_learns_camera_shake():
+    from cycledeblur.models.kernel import gaussian_logits, kernel_statistics, trajectory_logits, trajectory_start
+    from cycledeblur.synth.kernels import motion_kernel
+
+    start = trajectory_start(1.5)[None]
+    assert torch.allclose(trajectory_logits(21, start).softmax(-1), gaussian_logits(21, 1.5).softmax(-1), atol=2e-3)
+    # A camera-shake kernel of the project's own generator, fitted by gradient descent from the round start.
+    shake = torch.from_numpy(motion_kernel(np.random.default_rng(3), size=21, length_range=(15.0, 15.0))).float()
+    parameters = start.clone().requires_grad_()
+    optimizer = torch.optim.Adam([parameters], lr=0.05)
+    error = lambda: (trajectory_logits(21, parameters).softmax(-1).view(21, 21) - shake).abs().sum()  # noqa: E731
+    initial_error = error().item()
+    for _ in range(300):
+        optimizer.zero_grad()
+        error().backward()
+        optimizer.step()
+    fitted = trajectory_logits(21, parameters.detach()).softmax(-1).view(1, 21, 21)
+    assert error().item() < 0.1 * initial_error
+    target_shape, fitted_shape = kernel_statistics(shake[None]), kernel_statistics(fitted)
+    assert target_shape["elongation"] > 3  # a streak, which the round start is not
+    assert fitted_shape["elongation"] > 0.8 * target_shape["elongation"]
 
 
 def test_wiener_generator_round_trips(tmp_path, astronaut):

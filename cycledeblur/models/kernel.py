@@ -19,7 +19,12 @@ def check_kernel_size(kernel_size: int) -> None:
         raise ConfigError(f"kernel_size must be an odd number >= 3, got {kernel_size}")
 
 
-KERNEL_FAMILIES = ("free", "gaussian")
+KERNEL_FAMILIES = ("free", "gaussian", "trajectory")
+# Points of a `trajectory` kernel's camera path: about one per pixel over the longest path a 21 px kernel holds.
+TRAJECTORY_POINTS = 16
+# The path starts as a circle this small (px), not as one point: the points of a path that sits in one spot all get
+# the same gradient, which centring the path cancels, so it could never stretch into a streak.
+TRAJECTORY_START_RADIUS = 0.25
 
 
 def gaussian_logits(kernel_size: int, sigma: float) -> torch.Tensor:
@@ -37,13 +42,37 @@ def anisotropic_gaussian_logits(kernel_size: int, parameters: torch.Tensor) -> t
     return -0.5 * ((u / log_u.exp()) ** 2 + (v / log_v.exp()) ** 2)
 
 
+def trajectory_logits(kernel_size: int, parameters: torch.Tensor) -> torch.Tensor:
+    """N x k^2 log-densities of camera paths from N x (2 * (TRAJECTORY_POINTS - 1) + 1) rows: the (dy, dx) steps
+    between consecutive points of the path (px), then the log width of the spot each point leaves (px). The path
+    is centred on its mean point; the density is the sum of one isotropic Gaussian spot per point."""
+    steps, log_width = parameters[:, :-1].unflatten(1, (-1, 2)), parameters[:, -1:]
+    points = torch.cat([steps.new_zeros(len(steps), 1, 2), steps.cumsum(dim=1)], dim=1)
+    points = points - points.mean(dim=1, keepdim=True)
+    radius = torch.arange(kernel_size, dtype=parameters.dtype, device=parameters.device) - kernel_size // 2
+    y, x = radius[:, None].flatten().repeat_interleave(kernel_size), radius.repeat(kernel_size)
+    squared_distance = (y - points[..., :1]) ** 2 + (x - points[..., 1:]) ** 2  # N x points x k^2
+    return torch.logsumexp(-squared_distance / (2 * log_width.exp()[:, :, None] ** 2), dim=1)
+
+
+def trajectory_start(sigma: float) -> torch.Tensor:
+    """The `trajectory_logits` parameters of a tiny circle of spots of `sigma` px: a round blur of about sigma."""
+    angles = torch.arange(TRAJECTORY_POINTS) * 2 * math.pi / TRAJECTORY_POINTS
+    points = TRAJECTORY_START_RADIUS * torch.stack([angles.sin(), angles.cos()], dim=1)
+    return torch.cat([points.diff(dim=0).flatten(), torch.tensor([math.log(sigma)])])
+
+
 class KernelPredictor(nn.Module):
     """A strided conv encoder, pooled over the whole image, that predicts one blur kernel per image.
 
     Kernels are non-negative and sum to one (a softmax over kernel_size^2 logits). `family="free"` predicts
     every logit, so any shape (camera shake, defocus) can come out; `"gaussian"` predicts an anisotropic
-    Gaussian (two widths and an angle), which is far easier to estimate from an image and fails gracefully.
-    The last layer starts with zero weights, so every image first gets a Gaussian of `initial_sigma` px.
+    Gaussian (two widths and an angle), which is far easier to estimate from an image and fails gracefully;
+    `"trajectory"` predicts a camera path of `TRAJECTORY_POINTS` points and the width of the spot each leaves:
+    a streak of any length and bend, and, with no path, a round blur of that width (few numbers, all of them
+    shaped like camera shake or a soft lens).
+    The last layer starts with zero weights, so every image first gets a Gaussian of `initial_sigma` px (the
+    trajectory: spots of that width on a circle of TRAJECTORY_START_RADIUS px, within 1e-3 of it).
     `len(extra_init)` more numbers per image come out beside the kernel, each starting at its `extra_init` entry.
     """
 
@@ -70,8 +99,10 @@ class KernelPredictor(nn.Module):
         self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         if family == "free":
             kernel_init = gaussian_logits(kernel_size, initial_sigma)
-        else:
+        elif family == "gaussian":
             kernel_init = torch.tensor([math.log(initial_sigma), math.log(initial_sigma), 0.0])
+        else:
+            kernel_init = trajectory_start(initial_sigma)
         self.n_kernel_outputs = kernel_init.numel()
         self.head = nn.Linear(widths[-1], self.n_kernel_outputs + len(extra_init))
         self.initial_bias = torch.cat([kernel_init, torch.tensor(extra_init)])
@@ -88,6 +119,8 @@ class KernelPredictor(nn.Module):
         logits = outputs[:, : self.n_kernel_outputs]
         if self.family == "gaussian":
             logits = anisotropic_gaussian_logits(self.kernel_size, logits)
+        elif self.family == "trajectory":
+            logits = trajectory_logits(self.kernel_size, logits)
         kernels = logits.softmax(dim=-1).view(-1, self.kernel_size, self.kernel_size)
         return kernels, outputs[:, self.n_kernel_outputs :]
 
