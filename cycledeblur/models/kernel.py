@@ -73,7 +73,7 @@ class KernelPredictor(nn.Module):
     shaped like camera shake or a soft lens).
     The last layer starts with zero weights, so every image first gets a Gaussian of `initial_sigma` px (the
     trajectory: spots of that width on a circle of TRAJECTORY_START_RADIUS px, within 1e-3 of it).
-    `len(extra_init)` more numbers per image come out beside the kernel, each starting at its `extra_init` entry.
+    One more number per image comes out beside the kernel for each name in `extras`, starting at its value.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class KernelPredictor(nn.Module):
         kernel_size: int,
         base_channels: int,
         initial_sigma: float,
-        extra_init: tuple[float, ...] = (),
+        extras: dict[str, float] | None = None,
         family: str = "free",
     ) -> None:
         super().__init__()
@@ -104,8 +104,9 @@ class KernelPredictor(nn.Module):
         else:
             kernel_init = trajectory_start(initial_sigma)
         self.n_kernel_outputs = kernel_init.numel()
-        self.head = nn.Linear(widths[-1], self.n_kernel_outputs + len(extra_init))
-        self.initial_bias = torch.cat([kernel_init, torch.tensor(extra_init)])
+        self.extra_names = list(extras or {})
+        self.head = nn.Linear(widths[-1], self.n_kernel_outputs + len(self.extra_names))
+        self.initial_bias = torch.cat([kernel_init, torch.tensor(list((extras or {}).values()))])
 
     def reset_head(self) -> None:
         """Zero weights and the initial bias: call after any whole-network init, which would overwrite them."""
@@ -113,8 +114,8 @@ class KernelPredictor(nn.Module):
         with torch.no_grad():
             self.head.bias.copy_(self.initial_bias)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N x k x k kernels, N x len(extra_init) extras), in float32 whatever the autocast."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """N x k x k kernels, and each extra by name (N values), in float32 whatever the autocast."""
         outputs = self.head(self.encoder(images)).float()
         logits = outputs[:, : self.n_kernel_outputs]
         if self.family == "gaussian":
@@ -122,7 +123,8 @@ class KernelPredictor(nn.Module):
         elif self.family == "trajectory":
             logits = trajectory_logits(self.kernel_size, logits)
         kernels = logits.softmax(dim=-1).view(-1, self.kernel_size, self.kernel_size)
-        return kernels, outputs[:, self.n_kernel_outputs :]
+        extras = outputs[:, self.n_kernel_outputs :].unbind(dim=1)
+        return kernels, dict(zip(self.extra_names, extras))
 
 
 def kernel_statistics(kernels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -177,10 +179,8 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         self.kernel_size = kernel_size
         self.noise = noise
         # Images span [-1, 1], twice the [0, 1] range in which the noise level is given.
-        extra_init = (math.log(2 * initial_noise),) if noise else ()
-        self.predictor = KernelPredictor(
-            in_channels, kernel_size, base_channels, initial_sigma, extra_init, family=kernel_family
-        )
+        extras = {"log_noise_std": math.log(2 * initial_noise)} if noise else {}
+        self.predictor = KernelPredictor(in_channels, kernel_size, base_channels, initial_sigma, extras, family=kernel_family)
         self.init_weights()
         self.predictor.reset_head()
 
@@ -197,7 +197,8 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         blurred = convolve(images, kernels.to(images.dtype))
         if self.noise and self.training:
             # Reparameterised, so that the noise level gets gradients like any other output.
-            blurred = blurred + extras[:, :1, None, None].exp().to(images.dtype) * torch.randn_like(blurred)
+            noise_std = extras["log_noise_std"].exp().view(-1, 1, 1, 1).to(images.dtype)
+            blurred = blurred + noise_std * torch.randn_like(blurred)
         return blurred
 
 

@@ -60,10 +60,8 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
             )
         self.in_channels = in_channels
         self.kernel_size = kernel_size
-        extra_init = (math.log(initial_regularization), GATE_INIT_LOGIT / GATE_SCALE)
-        self.predictor = KernelPredictor(
-            in_channels, kernel_size, base_channels, initial_sigma, extra_init, family=kernel_family
-        )
+        extras = {"log_regularization": math.log(initial_regularization), "gate_logit": GATE_INIT_LOGIT / GATE_SCALE}
+        self.predictor = KernelPredictor(in_channels, kernel_size, base_channels, initial_sigma, extras, family=kernel_family)
         layers: list[nn.Module] = []
         width = 2 * in_channels  # the deconvolved image beside the input, whose noise it must not amplify
         for _ in range(refine_layers - 1):
@@ -82,7 +80,7 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
     def estimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per image: the blur kernel (N x k x k), the prior's weight lambda (N) and the gate (N), in float32."""
         kernels, extras = self.predictor(images)
-        return kernels, extras[:, 0].exp(), torch.sigmoid(GATE_SCALE * extras[:, 1])
+        return kernels, extras["log_regularization"].exp(), torch.sigmoid(GATE_SCALE * extras["gate_logit"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         kernels, regularization, gate = self.estimate(images)
