@@ -59,17 +59,27 @@ def adapt_channels(array: np.ndarray, channels: int, name: str = "image") -> np.
     raise ImageFileError(f"{name} has {have} channels and cannot be converted to the model's {channels}")
 
 
+def _decoded(source: str | Path | bytes, channels: int, name: str) -> tuple[np.ndarray, ImageFormat]:
+    array, image_format = pixels_to_array(read_pixels(source, name), name)
+    return np.ascontiguousarray(adapt_channels(array.transpose(2, 0, 1), channels, name)), image_format
+
+
 def read_image_array(
     source: str | Path | bytes, channels: int, name: str | None = None
 ) -> tuple[np.ndarray, ImageFormat]:
     """Decode an image file (or its bytes) to a float32 C x H x W array in [0, 1] with `channels` channels, and the
-    format it was stored in (so an output can be written back alike)."""
-    name = name or str(source)
-    array, image_format = pixels_to_array(read_pixels(source, name), name)
+    format it was stored in, its color profile and georeferencing included (so an output can be written back
+    alike)."""
+    array, image_format = _decoded(source, channels, name or str(source))
     if not isinstance(source, bytes):
         metadata = read_metadata(source)
         image_format = replace(image_format, icc_profile=metadata.icc_profile, geotiff_tags=metadata.geotiff_tags)
-    return np.ascontiguousarray(adapt_channels(array.transpose(2, 0, 1), channels, name)), image_format
+    return array, image_format
+
+
+def read_array(source: str | Path | bytes, channels: int, name: str | None = None) -> np.ndarray:
+    """`read_image_array`'s pixels alone: the file is read once and its metadata not at all (training, scoring)."""
+    return _decoded(source, channels, name or str(source))[0]
 
 
 def save_image_array(array: np.ndarray, path: str | Path, image_format: ImageFormat) -> None:

@@ -114,6 +114,20 @@ def test_crops_are_a_pure_function_of_seed_epoch_index(odd_images):
     assert a.shape == (3, 32, 32) and a.min() >= -1 and a.max() <= 1
 
 
+def test_training_reads_each_image_file_once_and_not_its_metadata(odd_images, monkeypatch):
+    import cycledeblur.image_arrays
+    import cycledeblur.image_files
+
+    reads = []
+    read_bytes = cycledeblur.image_files.Path.read_bytes
+    monkeypatch.setattr(cycledeblur.image_files.Path, "read_bytes", lambda path: reads.append(path.name) or read_bytes(path))
+    monkeypatch.setattr(cycledeblur.image_arrays, "read_metadata", lambda path: pytest.fail(f"read {path}'s metadata"))
+    dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=32), seed=0)
+    for index in range(len(dataset)):
+        dataset[(0, index)]
+    assert sorted(reads) == sorted(path.name for path in odd_images.iterdir())
+
+
 @pytest.mark.parametrize("policy", ["upscale", "pad"])
 def test_images_smaller_than_the_crop_are_handled(odd_images, policy):
     dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=48, small_images=policy), seed=0)

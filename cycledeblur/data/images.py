@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..image_arrays import ImageFormat, read_image_array, save_image_array
+from ..image_arrays import ImageFormat, read_array, read_image_array, save_image_array
 
 
 def read_image(source: str | Path | bytes, channels: int, name: str | None = None) -> tuple[torch.Tensor, ImageFormat]:
@@ -17,8 +17,8 @@ def read_image(source: str | Path | bytes, channels: int, name: str | None = Non
 
 
 def load_image_tensor(source: str | Path | bytes, channels: int, name: str | None = None) -> torch.Tensor:
-    """`read_image` without the format."""
-    return read_image(source, channels, name)[0]
+    """`read_image`'s pixels alone, without reading the file's metadata."""
+    return torch.from_numpy(read_array(source, channels, name))
 
 
 def save_image_tensor(tensor: torch.Tensor, path: str | Path, image_format: ImageFormat) -> None:

@@ -19,7 +19,7 @@ from rich.table import Table
 from ..data import pair_name
 from ..errors import UserError, first_line
 from ..evaluation import FullReferenceMetrics, matching_pairs, score_pairs
-from ..image_arrays import centre_crop, read_image_array
+from ..image_arrays import centre_crop, read_array
 from ..image_files import list_images
 from .runtime import METADATA_PRECISION, OnnxDeblurrer
 
@@ -104,7 +104,7 @@ class ImageCalibration:
 
     def __init__(self, runtime: OnnxDeblurrer, paths: list[Path]):
         size = runtime.input_size or (runtime.padded(CALIBRATION_SIZE),) * 2
-        crops = (centre_crop(read_image_array(path, runtime.channels)[0], max(size)) for path in paths)
+        crops = (centre_crop(read_array(path, runtime.channels), max(size)) for path in paths)
         self.inputs = iter([{runtime.input_name: runtime.network_input(crop[None], size)} for crop in crops])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -155,7 +155,7 @@ def int8_report(fp32_path: Path, int8_path: Path, split: CalibrationSplit) -> In
         return Int8Report(int8_path, *sizes, split, "sharp", fp32_scores, int8_scores)
     metrics, scores = FullReferenceMetrics(), []
     for _, blurred, _ in split.held_out:
-        image = read_image_array(blurred, fp32.channels)[0]
+        image = read_array(blurred, fp32.channels)
         scores.append(metrics(torch.from_numpy(int8.deblur(image)), torch.from_numpy(fp32.deblur(image))))
     means = {metric: float(np.mean([s[metric] for s in scores])) for metric in ("psnr", "ssim")}
     return Int8Report(int8_path, *sizes, split, "fp32", None, means)

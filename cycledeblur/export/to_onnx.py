@@ -20,7 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from ..errors import UserError, first_line
-from ..image_arrays import centre_crop, read_image_array
+from ..image_arrays import centre_crop, read_array
 from ..image_files import list_images
 from ..inference import Deblurrer
 from ..models.hub import CONFIG_NAME
@@ -155,7 +155,7 @@ def check_images(
     paths = paths[:: max(1, len(paths) // count)][:count]
     if not paths:
         raise UserError(f"--check-images {folder} contains no images")
-    return [(path.name, centre_crop(read_image_array(path, channels)[0], size)) for path in paths]
+    return [(path.name, centre_crop(read_array(path, channels), size)) for path in paths]
 
 
 def max_difference(generator: nn.Module, runtime: OnnxDeblurrer, images: list[tuple[str, np.ndarray]]) -> float:
