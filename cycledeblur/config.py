@@ -176,7 +176,7 @@ class ModelConfig:
     """The sharp -> blurred generator; None means the same family and options as `generator`.
     `kernel` (a predicted blur kernel, convolved) makes the cycle physically well posed."""
     discriminator: NetworkConfig = field(default_factory=_default_discriminator)
-    """The judges, one of sharp photos and one of blurred photos (paired mode: one conditional judge of (blurred,
+    """The discriminators, one of sharp photos and one of blurred photos (paired mode: one conditional discriminator of (blurred,
     candidate) pairs), of this family and options."""
     init_from: str = ""
     """Fine-tuning: start from a released model: a run folder, a folder made by `cycledeblur push`, or its Hub id.
@@ -189,14 +189,14 @@ class LossConfig:
     gan_mode: Literal["lsgan", "vanilla", "hinge"] = "lsgan"
     """The adversarial loss: least squares (CycleGAN's), the original cross-entropy, or hinge."""
     adv_deblur: float = 1.0
-    """Weight of fooling the sharp-image judge. Lower trades hallucinated texture for fidelity: a blur kernel
+    """Weight of fooling the sharp-image discriminator. Lower trades hallucinated texture for fidelity: a blur kernel
     averages away what the deblurring generator invents, so the cycle alone cannot punish it."""
     adv_reblur: float = 1.0
-    """Weight of fooling the blurred-image judge (what makes the reblurred images, or kernels, realistic)."""
+    """Weight of fooling the blurred-image discriminator (what makes the reblurred images, or kernels, realistic)."""
     cycle: float = 10.0
     """Weight of the cycle L1 losses, deblur(reblur(sharp)) == sharp and reblur(deblur(blurred)) == blurred."""
     cycle_trains_reblur: bool = True
-    """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its judge
+    """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its discriminator
     alone. A kernel reblur generator then becomes a learned model of the camera's blur, instead of being pulled
     to the trivial delta kernel whenever the young deblurrer cannot yet invert its blur."""
     identity_deblur: float = 0.5
@@ -225,11 +225,11 @@ class LossConfig:
 class TrainConfig:
     mode: Literal["unpaired", "paired"] = "unpaired"
     """unpaired: CycleGAN on unrelated blurred and sharp photos. paired: pix2pix on blurred/sharp pairs with matching
-    file names (a conditional judge sees the blurred photo beside the sharp or deblurred one; loss: adversarial
+    file names (a conditional discriminator sees the blurred photo beside the sharp or deblurred one; loss: adversarial
     x `loss.adv_deblur` + L1 x `loss.paired_l1`)."""
     pretrain_steps: int = 0
     """Paired mode's two-stage training: for this many steps the generator learns from the L1 content loss alone
-    (the judge idles), then adversarial training starts from that well-behaved generator."""
+    (the discriminator idles), then adversarial training starts from that well-behaved generator."""
     max_steps: int = 200_000
     """Optimizer steps of the whole run (the learning-rate schedule spans them)."""
     batch_size: int = 1
@@ -242,13 +242,13 @@ class TrainConfig:
     """Unpaired mode: the reblurring generator's learning rate (0: `lr_g`). A fine-tune moves the released
     deblurring generator gently while its fresh reblurring partner has everything to learn."""
     lr_d: float = 2e-4
-    """Adam learning rate of the judges."""
+    """Adam learning rate of the discriminators."""
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam's betas, for every network."""
     lr_decay_start: float = 0.5
     """Fraction of `max_steps` after which the learning rates decay linearly to zero."""
     pool_size: int = 50
-    """Unpaired mode: how many earlier generated images the judges may be shown instead of the newest (each with
+    """Unpaired mode: how many earlier generated images the discriminators may be shown instead of the newest (each with
     probability 1/2 once the pool is full; 0: none)."""
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     """Autocast precision of the forward passes (weights and optimizer stay fp32); a launcher's
@@ -275,11 +275,11 @@ class TrainConfig:
     log_every: int = 100
     """Steps between log entries (`logs/metrics.jsonl`, TensorBoard): the losses are read from the device only then."""
     n_critic: int = 1
-    """Judge updates per generator update: the judges learn at every step, the generators at every n_critic-th."""
+    """Discriminator updates per generator update: the discriminators learn at every step, the generators at every n_critic-th."""
     instance_noise: float = 0.0
-    """Std of Gaussian noise added to every image a judge sees (on the [-1, 1] scale), annealed linearly to 0 over
+    """Std of Gaussian noise added to every image a discriminator sees (on the [-1, 1] scale), annealed linearly to 0 over
     `instance_noise_steps` steps (0: over the whole run). Blurs the line between real and generated early on,
-    when a judge that wins outright leaves the generators no gradient."""
+    when a discriminator that wins outright leaves the generators no gradient."""
     instance_noise_steps: int = 0
     """Steps over which `instance_noise` anneals to 0 (0: `max_steps`)."""
     freeze: list[str] = field(default_factory=list)

@@ -2,7 +2,7 @@
 
 The repo's top holds the delivered blurred -> sharp generator (RUN/generator's config.json and model.safetensors,
 where `load_generator("USER/NAME")` reads them) and a model card (README.md). With the partner networks, each one
-(the reblurring generator, the discriminators) is a subfolder of its own (`PUSHED_FOLDERS`), rebuilt from the run's
+(the reblurring generator, the discriminators) is a subfolder of its own (`training/network_sets.py`), rebuilt from the run's
 newest checkpoint. The whole folder is staged on disk first, then uploaded in one commit; `stage_run` alone is the
 dry run. A token goes to `HfApi` and nowhere else: not into a file, a message or a commit.
 """
@@ -23,18 +23,12 @@ from .config import Config, load_config
 from .errors import UserError, first_line
 from .models import DISCRIMINATORS, HubModel, build_discriminator, build_generator, load_generator
 from .models.hub import CONFIG_NAME, WEIGHTS_NAME, hub_errors
-from .training.checkpoints import NETWORK_ORDER, list_checkpoints, network_weights
-from .training.init_from import PUSHED_FOLDERS
+from .training.checkpoints import list_checkpoints, network_weights
+from .training.network_sets import NETWORK_SETS, pushed_folders
 from .training.model_card import DEFAULT_LICENSE, render_card
 
 EVALUATION_FILE = "evaluation.json"  # RUN/evaluation.json: `cycledeblur evaluate --model RUN ... --json` it
 DATA_CARD_FILE = "data_card.md"  # where a local --data-card goes in the repo
-PARTNER_DESCRIPTIONS = {
-    "reblur": "the sharp -> blurred generator",
-    "judge_sharp": "the discriminator of sharp photos",
-    "judge_blurred": "the discriminator of blurred photos",
-    "judge": "the conditional discriminator of (blurred, sharp) pairs",
-}
 
 
 def push_run(
@@ -64,7 +58,7 @@ def push_run(
                 revision=revision,
                 commit_message=f"cycledeblur push of the run {run.resolve().name} ({len(files)} files)",
                 # Partner folders or a data card left by an earlier push would no longer match the generator.
-                delete_patterns=[f"{name}/*" for name in PUSHED_FOLDERS.values()] + [DATA_CARD_FILE],
+                delete_patterns=[f"{name}/*" for name in pushed_folders().values()] + [DATA_CARD_FILE],
             )
     return str(url)
 
@@ -93,8 +87,9 @@ def stage_run(
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(generator_dir / name, folder / name)
     files = {name: f"the blurred -> sharp generator (`{generator.architecture}`)" for name in (CONFIG_NAME, WEIGHTS_NAME)}
+    roles = NETWORK_SETS[config.train.mode]
     for role, network in partners.items():
-        subfolder, description = PUSHED_FOLDERS[role], PARTNER_DESCRIPTIONS[role]
+        subfolder, description = roles.role(role).pushed_folder, roles.role(role).description
         card_text = f"{description.capitalize()} of the cycledeblur model {repo_id}: see the README.md above this folder."
         network.save_pretrained(folder / subfolder, model_card_kwargs={"model_description": card_text})
         files[f"{subfolder}/"] = f"{description} (`{network.architecture}`)"
@@ -148,14 +143,14 @@ def partner_networks(run: Path, config: Config) -> dict[str, HubModel]:
         raise UserError(f"--include-discriminators: {run} has no checkpoint to take the other networks from")
     weights = network_weights(checkpoints[-1], config.train.mode)
     networks = {}
-    for role in NETWORK_ORDER[config.train.mode][1:]:  # the deblurring generator comes from generator/
-        network = build_partner(role, config)
+    for role in NETWORK_SETS[config.train.mode].partners:  # the deblurring generator comes from generator/
+        network = build_partner(role.name, config)
         try:
-            network.load_state_dict(weights[role])
+            network.load_state_dict(weights[role.name])
         except RuntimeError as error:
-            expected = f"the {PARTNER_DESCRIPTIONS[role]} of {run / 'config.yaml'}"
-            raise UserError(f"{checkpoints[-1]}: its {role} network is not {expected} ({first_line(error)})") from None
-        networks[role] = network.eval()
+            expected = f"{role.description} of {run / 'config.yaml'}"
+            raise UserError(f"{checkpoints[-1]}: its {role.name} network is not {expected} ({first_line(error)})") from None
+        networks[role.name] = network.eval()
     return networks
 
 
@@ -166,9 +161,9 @@ def build_partner(role: str, config: Config) -> HubModel:
         spec = config.model.reblur_generator or config.model.generator
         return build_generator(spec.name, in_channels=channels, out_channels=channels, **spec.options)
     spec = config.model.discriminator
-    # The paired judge is conditional: it sees the blurred photo and a candidate stacked along the channels.
-    judge_channels = 2 * channels if config.train.mode == "paired" else channels
-    return build_discriminator(spec.name, in_channels=judge_channels, **spec.options)
+    # The paired discriminator is conditional: it sees the blurred photo and a candidate stacked along the channels.
+    discriminator_channels = 2 * channels if config.train.mode == "paired" else channels
+    return build_discriminator(spec.name, in_channels=discriminator_channels, **spec.options)
 
 
 def read_evaluation(path: Path) -> dict[str, Any] | None:
@@ -205,12 +200,13 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
     section = f"| file or folder | what |\n| --- | --- |\n| `README.md` | this card |\n{rows}"
     if not partner_roles:
         return section
-    judge_class = DISCRIMINATORS.get(config.model.discriminator.name).__name__
+    discriminator_class = DISCRIMINATORS.get(config.model.discriminator.name).__name__
     loads = [
-        f'{role} = load_generator(folder / "{PUSHED_FOLDERS[role]}")' if role == "reblur"
-        else f'{role} = {judge_class}.from_pretrained(folder / "{PUSHED_FOLDERS[role]}")'
+        f'{role} = load_generator(folder / "{pushed_folders()[role]}")'
+        if role == "reblur"
+        else f'{role} = {discriminator_class}.from_pretrained(folder / "{pushed_folders()[role]}")'
         for role in partner_roles
-    ]  # fmt: skip
+    ]
     return "\n".join([
         section,
         "",
@@ -220,7 +216,7 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
         "```python",
         "from pathlib import Path",
         "from huggingface_hub import snapshot_download",
-        f"from cycledeblur.models import {judge_class}, load_generator",
+        f"from cycledeblur.models import {discriminator_class}, load_generator",
         f'folder = Path(snapshot_download("{repo_id}"))',
         *loads,
         "```",

@@ -4,7 +4,7 @@
 
 POINT:N is where the N-th event of a kind happens (counted from 1 in this process):
 - `optimizer_step:N`: the N-th optimizer update is about to run (an unpaired step has two: the generators', then
-  the judges'; an odd N lands mid-step, between them);
+  the discriminators'; an odd N lands mid-step, between them);
 - `loop_state_write:N`: the N-th loop-state file of a checkpoint has just been written (Accelerate's files are
   there, the checkpoint is not complete);
 - `checkpoint_delete:N`: the N-th deletion of an old checkpoint has removed one file of it.

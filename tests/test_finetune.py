@@ -32,11 +32,11 @@ def train_released(tiny_config, released):
 def test_every_network_of_a_run_is_the_starting_point(tiny_config, released):
     run = train_released(tiny_config, released)
     weights, channels = initial_weights(str(run))
-    assert channels == 3 and sorted(weights) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    assert channels == 3 and sorted(weights) == ["deblur", "discriminator_blurred", "discriminator_sharp", "reblur"]
     delivered = load_file(run / "generator" / "model.safetensors")
     assert all((weights["deblur"][key] == value).all() for key, value in delivered.items())
-    saved_judge = load_file(run / "checkpoints" / "step_0000002" / "model_3.safetensors")
-    assert all((weights["judge_blurred"][key] == value).all() for key, value in saved_judge.items())
+    saved_discriminator = load_file(run / "checkpoints" / "step_0000002" / "model_3.safetensors")
+    assert all((weights["discriminator_blurred"][key] == value).all() for key, value in saved_discriminator.items())
 
 
 def test_a_gray_model_from_an_rgb_one_computes_the_mean_of_its_corrections(tmp_path):
@@ -119,14 +119,39 @@ def test_a_pushed_folder_is_a_starting_point_with_its_partners(tiny_config, rele
     assert main(["push", "--model", str(run), "--repo-id", "me/deblur", "--include-discriminators", "--dry-run", str(staged)]) == 0
     pushed, channels = initial_weights(str(staged))
     direct, _ = initial_weights(str(run))
-    assert channels == 3 and sorted(pushed) == sorted(direct) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    assert channels == 3 and sorted(pushed) == sorted(direct) == ["deblur", "discriminator_blurred", "discriminator_sharp", "reblur"]
     for role in direct:
         assert all((pushed[role][key] == value).all() for key, value in direct[role].items()), role
 
 
+def test_a_reordered_network_set_still_round_trips_through_push_and_init_from(tiny_config, tmp_path, monkeypatch):
+    """The roles' order is the set's alone: reversed, the checkpoint numbers the networks the other way round, and
+    push and init_from still find each network where its role says."""
+    from cycledeblur.cli import main
+    from cycledeblur.training.network_sets import NETWORK_SETS, NetworkSet
+
+    reversed_set = NetworkSet(tuple(reversed(NETWORK_SETS["unpaired"].roles)))
+    monkeypatch.setitem(NETWORK_SETS, "unpaired", reversed_set)
+    run = tmp_path / "reordered"
+    train(tiny_config("train.max_steps=2", "train.checkpoint_every=2", f"output_dir={run}"))
+    first_file = load_file(run / "checkpoints" / "step_0000002" / "model.safetensors")
+    assert reversed_set.names[0] == "discriminator_blurred" and any(key.startswith("layers.") for key in first_file)
+    staged = tmp_path / "staged"
+    assert main(["push", "--model", str(run), "--repo-id", "me/deblur", "--include-discriminators", "--dry-run", str(staged)]) == 0
+    pushed, _ = initial_weights(str(staged))
+    direct, _ = initial_weights(str(run))
+    assert sorted(pushed) == sorted(direct) == sorted(reversed_set.names)
+    for role in direct:
+        assert all((pushed[role][key] == value).all() for key, value in direct[role].items()), role
+    assert all((direct["discriminator_blurred"][key] == value).all() for key, value in first_file.items())
+    tuned = tmp_path / "tuned"
+    train(tiny_config("train.max_steps=1", f"model.init_from={staged}", f"output_dir={tuned}", run="tuned"))
+    assert (tuned / "generator" / "model.safetensors").is_file()
+
+
 def fine_tune(config_name: str, data, tuned):
     """`cycledeblur train --config configs/CONFIG_NAME` from the bundled general model on DATA/{blur,sharp}, with a
-    tiny reblurring generator and judges, for 2 steps."""
+    tiny reblurring generator and discriminators, for 2 steps."""
     from cycledeblur.cli import main
 
     arguments = ["train", "--config", str(ROOT / "configs" / config_name), f"data.blur={data / 'blur'}",
@@ -191,6 +216,6 @@ def test_a_pushed_model_is_found_by_hub_id_in_the_local_cache(tiny_config, relea
     (repo / "refs" / "main").write_text(revision)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     weights, channels = initial_weights("someone/deblur")
-    assert channels == 3 and sorted(weights) == ["deblur", "judge_blurred", "judge_sharp", "reblur"]
+    assert channels == 3 and sorted(weights) == ["deblur", "discriminator_blurred", "discriminator_sharp", "reblur"]
     assert main(["deblur", str(photo_folder / "coffee.png"), "--model", "someone/deblur", "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "coffee.png").is_file()

@@ -307,7 +307,7 @@ def test_kernel_generator_adds_its_predicted_noise_only_in_training(astronaut):
     noisy = generator.train()(astronaut)
     # 0.02 of the [0, 1] range is 0.04 on the [-1, 1] scale the networks use.
     assert (noisy - clean).std().item() == pytest.approx(0.04, rel=0.05)
-    # The noise level is an output of the network, so the judge's gradient reaches it.
+    # The noise level is an output of the network, so the discriminator's gradient reaches it.
     (noisy - clean).square().mean().backward()
     assert generator.predictor.head.bias.grad[-1] > 0
     assert torch.equal(KernelBlurGenerator(kernel_size=5, base_channels=4, noise=False).train()(astronaut), clean)
@@ -404,20 +404,20 @@ def test_wiener_generator_round_trips(tmp_path, astronaut):
         WienerDeblurGenerator(kernel_family="box")
 
 
-def test_multiscale_discriminator_judges_full_and_half_resolution(tmp_path, astronaut):
+def test_multiscale_discriminator_discriminators_full_and_half_resolution(tmp_path, astronaut):
     from cycledeblur.losses import generator_adversarial_loss
     from cycledeblur.models import MultiScaleDiscriminator
 
-    judge = MultiScaleDiscriminator(base_channels=4, n_layers=2)
-    (full_weight, full), (half_weight, half) = judge(astronaut)
+    discriminator = MultiScaleDiscriminator(base_channels=4, n_layers=2)
+    (full_weight, full), (half_weight, half) = discriminator(astronaut)
     assert (full_weight, half_weight) == (0.6, 0.4)
-    assert full.shape == judge.full_scale(astronaut).shape and half.shape[-1] < full.shape[-1]
+    assert full.shape == discriminator.full_scale(astronaut).shape and half.shape[-1] < full.shape[-1]
     expected = 0.6 * generator_adversarial_loss(full, "lsgan") + 0.4 * generator_adversarial_loss(half, "lsgan")
-    assert torch.allclose(generator_adversarial_loss(judge(astronaut), "lsgan"), expected)
-    randomised(judge).save_pretrained(tmp_path)
+    assert torch.allclose(generator_adversarial_loss(discriminator(astronaut), "lsgan"), expected)
+    randomised(discriminator).save_pretrained(tmp_path)
     reloaded = DISCRIMINATORS.get("multiscale_patchgan").from_pretrained(tmp_path)
     with torch.no_grad():
-        assert all(torch.equal(a[1], b[1]) for a, b in zip(reloaded(astronaut), judge.eval()(astronaut)))
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(reloaded(astronaut), discriminator.eval()(astronaut)))
 
 
 @pytest.mark.parametrize(

@@ -26,22 +26,22 @@ def paired_data(paired):
     return ("train.mode=paired", f"data.blur={paired / 'blur'}", f"data.sharp={paired / 'sharp'}")
 
 
-def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_judge(tiny_config, paired, tmp_path):
+def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_discriminator(tiny_config, paired, tmp_path):
     config = tiny_config(*paired_data(paired), *PLAIN_GENERATOR, "train.max_steps=40", "train.pretrain_steps=30",
                          "train.checkpoint_every=40")  # fmt: skip
     generator_dir = train(config)
     rows = read_metrics(tmp_path / "run")
     pretraining, adversarial = rows[:30], rows[30:]
-    # Stage one: the generator alone on the content loss, which falls; the judge idles.
+    # Stage one: the generator alone on the content loss, which falls; the discriminator idles.
     logged = [{key for key in row if not key.startswith("perf/")} for row in pretraining]
     assert all(keys == {"step", "loss/paired_l1", "lr/generator", "data/skipped_files"} for keys in logged)
     l1 = [row["loss/paired_l1"] for row in pretraining]
     assert sum(l1[-5:]) < 0.7 * sum(l1[:5]), l1
-    # Stage two: adversarial training with the judge.
+    # Stage two: adversarial training with the discriminator.
     assert all({"loss/paired_l1", "loss/adv_deblur", "loss/d_sharp"} <= set(row) for row in adversarial)
-    # The judge is conditional: it sees the blurred photo beside the candidate, 3 + 3 channels.
-    judge = checkpoint_weights(tmp_path / "run", 40)["model_1.safetensors"]
-    first_conv = next(value for key, value in judge.items() if value.ndim == 4)
+    # The discriminator is conditional: it sees the blurred photo beside the candidate, 3 + 3 channels.
+    discriminator = checkpoint_weights(tmp_path / "run", 40)["model_1.safetensors"]
+    first_conv = next(value for key, value in discriminator.items() if value.ndim == 4)
     assert first_conv.shape[1] == 6
     assert "pix2pix" in (generator_dir / "README.md").read_text()
     assert load_generator(generator_dir).architecture == "resnet"
@@ -57,7 +57,7 @@ def test_paired_resume_is_exact_across_stages_and_a_progressive_boundary(tiny_co
     train(tiny_config(*common, run="straight", base=base))
     train(tiny_config(*common, run="resumed", base=base), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000004"))
     straight, resumed = checkpoint_weights(tmp_path / "straight", 8), checkpoint_weights(tmp_path / "resumed", 8)
-    assert len(straight) == 2  # the generator and the judge
+    assert len(straight) == 2  # the generator and the discriminator
     for name in straight:
         assert all((straight[name][key] == resumed[name][key]).all() for key in straight[name]), name
     delivered = [load_file(tmp_path / run / "generator" / "model.safetensors") for run in ("straight", "resumed")]
@@ -65,7 +65,7 @@ def test_paired_resume_is_exact_across_stages_and_a_progressive_boundary(tiny_co
 
 
 def test_progressive_resolution_trains_at_each_scheduled_size(tiny_config, tmp_path):
-    """The image pool holds the fakes the judge saw: 24 px ones before the boundary, 32 px ones after it."""
+    """The image pool holds the fakes the discriminator saw: 24 px ones before the boundary, 32 px ones after it."""
     config = tiny_config("train.max_steps=6", "train.checkpoint_every=3", "train.keep_checkpoints=2",
                          "data.crop_schedule={0: 24, 3: 32}")  # fmt: skip
     assert [config.data.crop_size_at(step) for step in (0, 2, 3, 100)] == [24, 24, 32, 32]
@@ -156,7 +156,7 @@ def test_crop_sizes_are_checked_against_the_networks_before_training(tiny_config
         train(config)
 
 
-def test_general_recipe_trains_without_a_judge_on_pairs_blurred_in_the_loader_and_resumes_exactly(
+def test_general_recipe_trains_without_a_discriminator_on_pairs_blurred_in_the_loader_and_resumes_exactly(
     tiny_config, photo_folder, tmp_path
 ):
     """configs/general.yaml, tiny: NAFNet on sharp photos blurred in the loader, `loss.adv_deblur: 0`. Stopped at
@@ -167,21 +167,21 @@ def test_general_recipe_trains_without_a_judge_on_pairs_blurred_in_the_loader_an
     train(tiny_config(*common, run="straight", base="general.yaml"))
     train(tiny_config(*common, run="resumed", base="general.yaml"), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
     straight, resumed = checkpoint_weights(tmp_path / "straight", 6), checkpoint_weights(tmp_path / "resumed", 6)
-    assert len(straight) == 2  # the generator and the (idle) judge
+    assert len(straight) == 2  # the generator and the (idle) discriminator
     for name in straight:
         assert all(torch.equal(straight[name][key], resumed[name][key]) for key in straight[name]), name
     delivered = [load_file(tmp_path / run / "generator" / "model.safetensors") for run in ("straight", "resumed")]
     assert all(torch.equal(delivered[0][key], delivered[1][key]) for key in delivered[0])
     assert load_generator(tmp_path / "straight" / "generator").architecture == "nafnet"
 
-    # The content loss alone: the generator learns, the judge is never judged, trained or stepped.
+    # The content loss alone: the generator learns, the discriminator is never discriminatord, trained or stepped.
     logged = [{key for key in row if not key.startswith("perf/")} for row in read_metrics(tmp_path / "straight")]
     assert logged == [{"step", "loss/paired_l1", "lr/generator", "data/skipped_files"}] * 6
-    generator, judge = (checkpoint_weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))
+    generator, discriminator = (checkpoint_weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))
     assert not all(torch.equal(generator[key], straight["model.safetensors"][key]) for key in generator)
-    assert all(torch.equal(judge[key], straight["model_1.safetensors"][key]) for key in judge)
-    judge_optimizer = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006" / "optimizer_1.bin", weights_only=True)
-    assert judge_optimizer["state"] == {}
+    assert all(torch.equal(discriminator[key], straight["model_1.safetensors"][key]) for key in discriminator)
+    discriminator_optimizer = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006" / "optimizer_1.bin", weights_only=True)
+    assert discriminator_optimizer["state"] == {}
 
 
 @pytest.mark.parametrize(

@@ -104,8 +104,8 @@ def test_push_uploads_the_generator_its_partners_and_a_model_card(evaluated_run,
     assert same_weights(load_generator(hub.uploaded / "reblur_generator"), checkpoint / "model_1.safetensors")
     for folder, weights in (("discriminator_sharp", "model_2"), ("discriminator_blurred", "model_3")):
         architecture = json.loads((hub.uploaded / folder / "config.json").read_text())["architecture"]
-        judge = DISCRIMINATORS.get(architecture).from_pretrained(hub.uploaded / folder)
-        assert same_weights(judge, checkpoint / f"{weights}.safetensors")
+        discriminator = DISCRIMINATORS.get(architecture).from_pretrained(hub.uploaded / folder)
+        assert same_weights(discriminator, checkpoint / f"{weights}.safetensors")
 
     card = (hub.uploaded / "README.md").read_text()
     report = json.loads((run / "evaluation.json").read_text())
@@ -136,21 +136,21 @@ def test_dry_run_stages_the_generator_alone_and_contacts_nothing(evaluated_run, 
     assert same_weights(load_generator(out), evaluated_run / "generator" / "model.safetensors")
 
 
-def test_a_paired_run_pushes_its_conditional_judge_from_a_wrapped_checkpoint(paired, tmp_path):
+def test_a_paired_run_pushes_its_conditional_discriminator_from_a_wrapped_checkpoint(paired, tmp_path):
     run = train_tiny(tmp_path / "run", paired, "paired.yaml")
     checkpoint = list_checkpoints(run)[-1]
-    # A 2-process or compiled run saves the judge's keys under DDP's and torch.compile's wrappers.
-    judge_weights = load_file(checkpoint / "model_1.safetensors")
-    save_file({f"module._orig_mod.{key}": value for key, value in judge_weights.items()}, checkpoint / "model_1.safetensors")
+    # A 2-process or compiled run saves the discriminator's keys under DDP's and torch.compile's wrappers.
+    discriminator_weights = load_file(checkpoint / "model_1.safetensors")
+    save_file({f"module._orig_mod.{key}": value for key, value in discriminator_weights.items()}, checkpoint / "model_1.safetensors")
     out = tmp_path / "staged"
     assert main(["push", "--model", str(run), "--repo-id", REPO, "--include-discriminators", "--dry-run", str(out)]) == 0
     assert relative_files(out) == sorted(NETWORK_FILES + [f"discriminator/{name}" for name in NETWORK_FILES])
-    judge = DISCRIMINATORS.get("patchgan").from_pretrained(out / "discriminator")
-    assert judge.state_dict().keys() == judge_weights.keys()
-    assert all(torch.equal(judge.state_dict()[key], value) for key, value in judge_weights.items())
+    discriminator = DISCRIMINATORS.get("patchgan").from_pretrained(out / "discriminator")
+    assert discriminator.state_dict().keys() == discriminator_weights.keys()
+    assert all(torch.equal(discriminator.state_dict()[key], value) for key, value in discriminator_weights.items())
     card = (out / "README.md").read_text()
     assert "pix2pix" in card and "## Evaluation" not in card
-    assert 'judge = PatchDiscriminator.from_pretrained(folder / "discriminator")' in card
+    assert 'discriminator = PatchDiscriminator.from_pretrained(folder / "discriminator")' in card
 
 
 def unfinished(run: Path) -> None:

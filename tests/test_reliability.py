@@ -49,7 +49,7 @@ def test_killed_four_times_the_run_ends_as_if_never_interrupted(tiny_config, unp
     straight = train(tiny_config(*STEPS, run="straight")).parent
     run = tmp_path / "killed"
 
-    # SIGKILL mid-step: step 5's generators have been updated, its judges not.
+    # SIGKILL mid-step: step 5's generators have been updated, its discriminators not.
     done = harness(unpaired, run, "optimizer_step:9", "SIGKILL", resume=False)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert steps_of(run) == [2, 4]

@@ -43,7 +43,7 @@ def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
 
 PROGRESSIVE = ("data.crop_schedule={0: 24, 6: 32}",)  # the crops grow after the resume point
 SEMI_PAIRED = ("data.paired_blur={paired}/blur", "data.paired_sharp={paired}/sharp")
-# Spectral norm's power-iteration vectors are state too; the multi-scale judge holds two PatchGANs.
+# Spectral norm's power-iteration vectors are state too; the multi-scale discriminator holds two PatchGANs.
 SPECTRAL_MULTISCALE = ("model.discriminator.name=multiscale_patchgan", "model.discriminator.spectral_norm=true")
 # Scored at steps 0, 3, 6 and 8: the best weights kept before the resume point travel in the checkpoint.
 VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "train.val_every=3", "train.keep_best=true")
@@ -98,7 +98,7 @@ def test_stability_knobs_ema_n_critic_and_instance_noise(tiny_config, tmp_path):
     assert [config.train.instance_noise_at(step) for step in (0, 3, 6)] == pytest.approx([0.2, 0.1, 0.0])
     train(config)
     run = tmp_path / "run"
-    # The judges learn at every step, the generators at steps 0 and 3 only (n_critic 3), logged as steps 1 and 4.
+    # The discriminators learn at every step, the generators at steps 0 and 3 only (n_critic 3), logged as steps 1 and 4.
     rows = read_metrics(run)
     assert [row["step"] for row in rows if "loss/cycle" in row] == [1, 4]
     assert all("loss/d_sharp" in row for row in rows)
@@ -130,7 +130,7 @@ def cli_overrides(unpaired, run_dir, *extra):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["unpaired", "paired"])
 def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tmp_path, mode):
-    """Paired: the judge idles during pretraining (step 1), then joins; the crops grow at step 3."""
+    """Paired: the discriminator idles during pretraining (step 1), then joins; the crops grow at step 3."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     run = tmp_path / "ddp"
     extra = []
@@ -188,16 +188,16 @@ def test_cycle_trains_reblur_switch(photo_folder, cycle_trains_reblur):
     sharp, blurred = photos[0][None] * 2 - 1, photos[1][None] * 2 - 1
     deblur = ResnetGenerator(base_channels=4, n_blocks=1, residual_output=False)
     reblur = KernelBlurGenerator(kernel_size=5, base_channels=4)
-    judges = {"judge_sharp": PatchDiscriminator(base_channels=4, n_layers=2),
-              "judge_blurred": PatchDiscriminator(base_channels=4, n_layers=2)}  # fmt: skip
+    discriminators = {"discriminator_sharp": PatchDiscriminator(base_channels=4, n_layers=2),
+              "discriminator_blurred": PatchDiscriminator(base_channels=4, n_layers=2)}  # fmt: skip
     loss_cfg = LossConfig(cycle_trains_reblur=cycle_trains_reblur)
-    _, _, terms, _ = generator_terms(deblur, reblur, {"reblur": reblur, **judges}, blurred, sharp, loss_cfg)
+    _, _, terms, _ = generator_terms(deblur, reblur, {"reblur": reblur, **discriminators}, blurred, sharp, loss_cfg)
     terms["cycle"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in deblur.parameters())
     reblur_grads = [p.grad for p in reblur.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     assert bool(reblur_grads) == cycle_trains_reblur
     assert all(p.requires_grad for p in reblur.parameters())  # unfrozen again afterwards
-    assert all(p.grad is None for judge in judges.values() for p in judge.parameters())
+    assert all(p.grad is None for discriminator in discriminators.values() for p in discriminator.parameters())
 
 
 def test_lab_color_loss_trains_and_needs_rgb(tiny_config):

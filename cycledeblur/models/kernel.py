@@ -155,7 +155,7 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
 
     With `noise`, it also adds Gaussian sensor noise of a standard deviation it predicts per image (starting at
     `initial_noise`, in units of the [0, 1] range as in `cycledeblur synth --noise`), in training mode only.
-    Real blurred photos carry sensor noise; without it, the judge of blurred images tells real from generated
+    Real blurred photos carry sensor noise; without it, the discriminator of blurred images tells real from generated
     by the noise alone, and the generator's only way to add the missing fine texture is to blur less.
     """
 

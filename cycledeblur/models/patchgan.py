@@ -66,8 +66,8 @@ class PatchDiscriminator(HubModel):
 class MultiScaleDiscriminator(HubModel):
     """Two PatchGANs (pix2pixHD, Wang et al. 2018): one on the image, one on it downsampled 2x (average pooling).
 
-    The half-resolution judge sees twice the context per logit, so it judges the global structure while the
-    full-resolution one judges fine detail. `forward` returns [(full_weight, logits), (half_weight, logits)];
+    The half-resolution discriminator sees twice the context per logit, so it discriminators the global structure while the
+    full-resolution one discriminators fine detail. `forward` returns [(full_weight, logits), (half_weight, logits)];
     the adversarial losses take the weighted sum of the two scales' losses.
     """
 

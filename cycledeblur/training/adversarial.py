@@ -1,5 +1,5 @@
-"""Helpers of the adversarial steps that every loop shares: a judge frozen for the generators' step, and what a
-judge sees (instance noise)."""
+"""Helpers of the adversarial steps that every loop shares: a discriminator frozen for the generators' step, and what a
+discriminator sees (instance noise)."""
 
 from __future__ import annotations
 
@@ -23,5 +23,5 @@ def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 def with_instance_noise(images: torch.Tensor, std: float) -> torch.Tensor:
-    """What a judge sees: the images plus Gaussian noise of `std` (instance noise, Sønderby et al. 2017)."""
+    """What a discriminator sees: the images plus Gaussian noise of `std` (instance noise, Sønderby et al. 2017)."""
     return images + std * torch.randn_like(images) if std > 0 else images

@@ -15,11 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import TrainingDiverged, UserError
+from .network_sets import NETWORK_SETS
 
 _CHECKPOINT = re.compile(r"step_(\d{7,})")
 COMPLETE_MARKER = "replicas.json"  # the last file a checkpoint gets
-# The order in which each loop hands its networks to `accelerator.prepare`: the files model, model_1, ... of a checkpoint.
-NETWORK_ORDER = {"unpaired": ["deblur", "reblur", "judge_sharp", "judge_blurred"], "paired": ["deblur", "judge"]}
 # Accelerate saves the prepared networks' state dicts: their keys start with DDP's or torch.compile's wrapper.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -134,8 +133,7 @@ def resolve_resume(run_dir: Path, resume: str | bool | None) -> Path | None:
 
 def network_weights(checkpoint: Path, mode: str) -> dict[str, dict[str, torch.Tensor]]:
     """The weights of each network of a `train.mode` run's checkpoint, by role, as plain (unwrapped) state dicts."""
-    files = {role: checkpoint / ("model.safetensors" if index == 0 else f"model_{index}.safetensors")
-             for index, role in enumerate(NETWORK_ORDER[mode])}  # fmt: skip
+    files = {role: checkpoint / name for role, name in NETWORK_SETS[mode].checkpoint_files().items()}
     missing = [path.name for path in files.values() if not path.is_file()]
     if missing:
         raise UserError(f"{checkpoint} lacks {', '.join(missing)}: not a checkpoint of a {mode} run")

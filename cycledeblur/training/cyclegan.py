@@ -27,6 +27,7 @@ from ..models import build_discriminator, build_generator
 from ..models.kernel import KernelBlurGenerator, kernel_statistics
 from .adversarial import frozen, with_instance_noise
 from .image_pool import ImagePool
+from .network_sets import NETWORK_SETS
 from .optim import adam, linear_decay
 from .guard import GUARD_PHOTOS
 from .samples import evaluating, sample_batch, save_kernel_picture, save_samples, spread_indices
@@ -59,28 +60,35 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
 
     channels = {"in_channels": data_cfg.channels, "out_channels": data_cfg.channels}
     reblur_spec = config.model.reblur_generator or config.model.generator
-    judge_spec = config.model.discriminator
+    discriminator_spec = config.model.discriminator
     deblur = build_generator(config.model.generator.name, **channels, **config.model.generator.options)
     reblur = build_generator(reblur_spec.name, **channels, **reblur_spec.options)
-    judge_sharp = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
-    judge_blurred = build_discriminator(judge_spec.name, in_channels=data_cfg.channels, **judge_spec.options)
-    session.start_networks(deblur=deblur, reblur=reblur, judge_sharp=judge_sharp, judge_blurred=judge_blurred)
-    session.check_crop_sizes(deblur, judge_sharp, data_cfg.channels)
-    session.to_memory_format(deblur, reblur, judge_sharp, judge_blurred)
+    discriminator_sharp = build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options)
+    discriminator_blurred = build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options)
+    session.start_networks(
+        deblur=deblur, reblur=reblur, discriminator_sharp=discriminator_sharp, discriminator_blurred=discriminator_blurred
+    )
+    session.check_crop_sizes(deblur, discriminator_sharp, data_cfg.channels)
+    session.to_memory_format(deblur, reblur, discriminator_sharp, discriminator_blurred)
     reblur_group = {"params": reblur.parameters(), "lr": train_cfg.lr_reblur or train_cfg.lr_g}
     optimizer_g = adam([{"params": deblur.parameters()}, reblur_group], train_cfg.lr_g, train_cfg)
-    optimizer_d = adam(itertools.chain(judge_sharp.parameters(), judge_blurred.parameters()), train_cfg.lr_d, train_cfg)
+    optimizer_d = adam(itertools.chain(discriminator_sharp.parameters(), discriminator_blurred.parameters()), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
-    (deblur, reblur, judge_sharp, judge_blurred, optimizer_g, optimizer_d, scheduler_g, scheduler_d), prepared_loaders = (
-        accelerator.prepare(deblur, reblur, judge_sharp, judge_blurred, optimizer_g, optimizer_d, scheduler_g, scheduler_d),
-        [accelerator.prepare(loader) for loader, _ in loaders],
+    networks = {
+        "deblur": deblur, "reblur": reblur, "discriminator_sharp": discriminator_sharp, "discriminator_blurred": discriminator_blurred
+    }
+    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d) = NETWORK_SETS["unpaired"].prepare(
+        accelerator, networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d
     )
-    # Networks used with frozen weights (the judges in the generator step) are called unwrapped, past DDP's hooks.
+    deblur, reblur = networks["deblur"], networks["reblur"]
+    discriminator_sharp, discriminator_blurred = networks["discriminator_sharp"], networks["discriminator_blurred"]
+    prepared_loaders = [accelerator.prepare(loader) for loader, _ in loaders]
+    # Networks used with frozen weights (the discriminators in the generator step) are called unwrapped, past DDP's hooks.
     unwrapped = {
         "reblur": accelerator.unwrap_model(reblur, keep_torch_compile=False),
-        "judge_sharp": accelerator.unwrap_model(judge_sharp, keep_torch_compile=False),
-        "judge_blurred": accelerator.unwrap_model(judge_blurred, keep_torch_compile=False),
+        "discriminator_sharp": accelerator.unwrap_model(discriminator_sharp, keep_torch_compile=False),
+        "discriminator_blurred": accelerator.unwrap_model(discriminator_blurred, keep_torch_compile=False),
     }
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
@@ -116,9 +124,9 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
             pair = session.windows(*pair[0]) if pair else None
             noise = train_cfg.instance_noise_at(session.step)
             update_generators = session.step % train_cfg.n_critic == 0
-            with accelerator.accumulate(deblur, reblur, judge_sharp, judge_blurred):
+            with accelerator.accumulate(*networks.values()):
                 if update_generators:
-                    # Generators: fool the judges, and come back where they started.
+                    # Generators: fool the discriminators, and come back where they started.
                     fake_sharp, fake_blurred, terms, weights = generator_terms(
                         deblur, reblur, unwrapped, blurred, sharp, loss_cfg, noise, pair
                     )
@@ -127,19 +135,19 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                     session.hold_frozen()
                     optimizer_g.step()
                     optimizer_g.zero_grad(set_to_none=True)
-                else:  # an extra judge update: fresh fakes, no generator loss
+                else:  # an extra discriminator update: fresh fakes, no generator loss
                     with torch.no_grad():
                         fake_sharp, fake_blurred, terms = deblur(blurred), reblur(sharp), {}
 
-                # Judges: real vs. generated (from the history pool), on detached fakes.
+                # Discriminators: real vs. generated (from the history pool), on detached fakes.
                 terms["d_sharp"] = discriminator_adversarial_loss(
-                    judge_sharp(with_instance_noise(sharp, noise)),
-                    judge_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
+                    discriminator_sharp(with_instance_noise(sharp, noise)),
+                    discriminator_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
                     loss_cfg.gan_mode,
                 )
                 terms["d_blurred"] = discriminator_adversarial_loss(
-                    judge_blurred(with_instance_noise(blurred, noise)),
-                    judge_blurred(with_instance_noise(fake_blurred_pool.query(fake_blurred.detach()), noise)),
+                    discriminator_blurred(with_instance_noise(blurred, noise)),
+                    discriminator_blurred(with_instance_noise(fake_blurred_pool.query(fake_blurred.detach()), noise)),
                     loss_cfg.gan_mode,
                 )
                 accelerator.backward(terms["d_sharp"] + terms["d_blurred"])
@@ -154,7 +162,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 continue
             session.end_step(
                 [scheduler_g, scheduler_d],
-                [deblur, reblur, judge_sharp, judge_blurred],
+                list(networks.values()),
                 save_all_samples,
                 generator_updated=update_generators,
             )
@@ -166,16 +174,19 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
 def generator_terms(
     deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig, instance_noise: float = 0.0, pair=None
 ):
-    """The generators' loss terms and their weights, plus the fakes (reused, detached, by the judges' step).
+    """The generators' loss terms and their weights, plus the fakes (reused, detached, by the discriminators' step).
     `pair`: an optional (blurred, sharp) batch of true pairs, for the semi-paired L1 term."""
     fake_sharp, fake_blurred = deblur(blurred), reblur(sharp)
-    with frozen(unwrapped["judge_sharp"]) as judge_sharp, frozen(unwrapped["judge_blurred"]) as judge_blurred:
+    with (
+        frozen(unwrapped["discriminator_sharp"]) as discriminator_sharp,
+        frozen(unwrapped["discriminator_blurred"]) as discriminator_blurred,
+    ):
         terms = {
             "adv_deblur": generator_adversarial_loss(
-                judge_sharp(with_instance_noise(fake_sharp, instance_noise)), loss_cfg.gan_mode
+                discriminator_sharp(with_instance_noise(fake_sharp, instance_noise)), loss_cfg.gan_mode
             ),
             "adv_reblur": generator_adversarial_loss(
-                judge_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
+                discriminator_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
             ),
         }
     if loss_cfg.cycle_trains_reblur:

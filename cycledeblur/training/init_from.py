@@ -27,26 +27,18 @@ from ..errors import UserError
 from ..models.hub import hub_errors
 from ..pretrained import resolve_model
 from .checkpoints import list_checkpoints, network_weights
-
-# A pushed repo's subfolders, by the role of the network in the training loop.
-PUSHED_FOLDERS = {
-    "reblur": "reblur_generator",
-    "judge_sharp": "discriminator_sharp",
-    "judge_blurred": "discriminator_blurred",
-    "judge": "discriminator",
-}
-
+from .network_sets import DELIVERED, pushed_folders
 
 def initial_weights(source: str) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
-    """The source's weights by network role ("deblur", "reblur", "judge_sharp", ...), and its image channels."""
+    """The source's weights by network role ("deblur", "reblur", "discriminator_sharp", ...), and its image channels."""
     folder = Path(resolve_model(source)).expanduser()
     if not folder.exists():
         folder = _download(source)
     if (folder / "config.yaml").is_file() and (folder / "generator").is_dir():
         return _from_run(folder)
     if (folder / "config.json").is_file():
-        weights = {"deblur": _read_weights(folder)}
-        weights |= {role: _read_weights(folder / name) for role, name in PUSHED_FOLDERS.items() if (folder / name).is_dir()}
+        weights = {DELIVERED: _read_weights(folder)}
+        weights |= {role: _read_weights(folder / name) for role, name in pushed_folders().items() if (folder / name).is_dir()}
         return weights, _channels(folder)
     raise UserError(f"model.init_from={source}: neither a run folder, a model folder with config.json, nor a Hub model id")
 
@@ -56,7 +48,7 @@ def _from_run(run: Path) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
     checkpoints = list_checkpoints(run)
     weights = network_weights(checkpoints[-1], config.train.mode) if checkpoints else {}
     # The delivered generator (the weight average, when the run kept one) rather than the checkpoint's raw one.
-    weights["deblur"] = _read_weights(run / "generator")
+    weights[DELIVERED] = _read_weights(run / "generator")
     return weights, config.data.channels
 
 
@@ -95,7 +87,7 @@ def _adapt(key: str, value: torch.Tensor, shape: torch.Size, source_channels: in
     if value.shape == shape:
         return value
     groups = value.shape[1] // source_channels if value.dim() > 1 else 0
-    # Input side: dimension 1 runs over the image's channels (a conditional judge sees `groups` images side by side).
+    # Input side: dimension 1 runs over the image's channels (a conditional discriminator sees `groups` images side by side).
     if value.dim() == 4 and value.shape[1] == groups * source_channels and shape[1] == groups * channels:
         if value.shape[0] == shape[0] and value.shape[2:] == shape[2:]:
             return torch.cat([_adapt_input(group, channels) for group in value.split(source_channels, dim=1)], dim=1)

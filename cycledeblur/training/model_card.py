@@ -71,8 +71,8 @@ RECIPES = {
     "blurred and sharp photos.",
     "paired": "a conditional GAN (pix2pix) with an L1 content loss, trained on blurred/sharp pairs.",
 }
-# Paired mode with `loss.adv_deblur: 0`: the judge is built but never trains the generator.
-SUPERVISED_RECIPE = "supervised restoration: an L1 content loss to the sharp twin of each blurred image, no judge."
+# Paired mode with `loss.adv_deblur: 0`: the discriminator is built but never trains the generator.
+SUPERVISED_RECIPE = "supervised restoration: an L1 content loss to the sharp twin of each blurred image, no discriminator."
 RECIPE_TAGS = {"unpaired": "cyclegan", "paired": "pix2pix"}
 
 

@@ -1,8 +1,8 @@
 """Paired deblurring with a conditional GAN (pix2pix, Isola et al. 2017): the training loop, written out in one function.
 
 Data: blurred/sharp pairs with matching file names (GoPro-style). Two networks: `deblur` (blurred -> sharp) and a
-conditional PatchGAN that judges a candidate beside the blurred photo it came from: (blurred, sharp) is real,
-(blurred, deblurred) is fake, so the judge can check that the output is *this* photo sharpened, not any sharp photo.
+conditional PatchGAN that discriminators a candidate beside the blurred photo it came from: (blurred, sharp) is real,
+(blurred, deblurred) is fake, so the discriminator can check that the output is *this* photo sharpened, not any sharp photo.
 Generator loss: adversarial x `loss.adv_deblur` + L1 to the sharp twin x `loss.paired_l1` (+ TV). With
 `train.pretrain_steps`, the generator first learns from L1 alone (two-stage training).
 """
@@ -19,6 +19,7 @@ from ..data import PairedCropDataset, SyntheticPairDataset, load_image_source, l
 from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, structural_dissimilarity, total_variation
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
+from .network_sets import NETWORK_SETS
 from .optim import adam, linear_decay
 from .samples import sample_batch, save_samples, spread_indices
 from .session import TrainingSession
@@ -43,20 +44,22 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
 
     channels = data_cfg.channels
     deblur = build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options)
-    # Conditional: the judge sees the blurred photo and a candidate stacked along the channels.
-    judge = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
-    session.start_networks(deblur=deblur, judge=judge)
-    session.check_crop_sizes(deblur, judge, 2 * channels)
-    session.to_memory_format(deblur, judge)
+    # Conditional: the discriminator sees the blurred photo and a candidate stacked along the channels.
+    discriminator = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
+    session.start_networks(deblur=deblur, discriminator=discriminator)
+    session.check_crop_sizes(deblur, discriminator, 2 * channels)
+    session.to_memory_format(deblur, discriminator)
     optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
-    optimizer_d = adam(judge.parameters(), train_cfg.lr_d, train_cfg)
+    optimizer_d = adam(discriminator.parameters(), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
-    # The judge's schedule spans its own training, which starts after the generator's pretraining.
+    # The discriminator's schedule spans its own training, which starts after the generator's pretraining.
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)
-    deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader = accelerator.prepare(
-        deblur, judge, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
+    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader) = NETWORK_SETS["paired"].prepare(
+        accelerator, {"deblur": deblur, "discriminator": discriminator}, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
     )
-    unwrapped_judge = accelerator.unwrap_model(judge, keep_torch_compile=False)  # called with frozen weights in the generator step
+    deblur, discriminator = networks["deblur"], networks["discriminator"]
+    # Called with frozen weights in the generator step, past DDP's hooks.
+    unwrapped_discriminator = accelerator.unwrap_model(discriminator, keep_torch_compile=False)
     averaged_deblur = session.weight_average(deblur)
     delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
     session.start(delivered)
@@ -74,11 +77,11 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     with session:
         while session.step < train_cfg.max_steps:
             blurred, sharp = session.windows(*next(batches))
-            # Without an adversarial weight the judge never trains: plain supervised restoration.
+            # Without an adversarial weight the discriminator never trains: plain supervised restoration.
             content_only = session.step < train_cfg.pretrain_steps or loss_cfg.adv_deblur == 0
             noise = train_cfg.instance_noise_at(session.step)
             update_generator = content_only or session.step % train_cfg.n_critic == 0
-            with accelerator.accumulate(deblur, judge):
+            with accelerator.accumulate(*networks.values()):
                 if update_generator:
                     fake_sharp = deblur(blurred)
                     terms = {"paired_l1": F.l1_loss(fake_sharp, sharp)}
@@ -86,9 +89,9 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     if loss_cfg.ssim > 0:
                         terms["ssim"], weights["ssim"] = structural_dissimilarity(fake_sharp, sharp), loss_cfg.ssim
                     if not content_only:
-                        with frozen(unwrapped_judge) as fixed_judge:
+                        with frozen(unwrapped_discriminator) as fixed_discriminator:
                             candidate = with_instance_noise(torch.cat([blurred, fake_sharp], 1), noise)
-                            terms["adv_deblur"] = generator_adversarial_loss(fixed_judge(candidate), loss_cfg.gan_mode)
+                            terms["adv_deblur"] = generator_adversarial_loss(fixed_discriminator(candidate), loss_cfg.gan_mode)
                         weights["adv_deblur"] = loss_cfg.adv_deblur
                     if loss_cfg.tv > 0:
                         terms["tv"], weights["tv"] = total_variation(fake_sharp), loss_cfg.tv
@@ -96,14 +99,14 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                     session.hold_frozen()
                     optimizer_g.step()
                     optimizer_g.zero_grad(set_to_none=True)
-                else:  # an extra judge update: a fresh fake, no generator loss
+                else:  # an extra discriminator update: a fresh fake, no generator loss
                     with torch.no_grad():
                         fake_sharp, terms = deblur(blurred), {}
 
-                if not content_only:  # the judge waits for a generator worth judging
+                if not content_only:  # the discriminator waits for a generator worth judging
                     real = with_instance_noise(torch.cat([blurred, sharp], 1), noise)
                     fake = with_instance_noise(torch.cat([blurred, fake_sharp.detach()], 1), noise)
-                    terms["d_sharp"] = discriminator_adversarial_loss(judge(real), judge(fake), loss_cfg.gan_mode)
+                    terms["d_sharp"] = discriminator_adversarial_loss(discriminator(real), discriminator(fake), loss_cfg.gan_mode)
                     accelerator.backward(terms["d_sharp"])
                     optimizer_d.step()
                     optimizer_d.zero_grad(set_to_none=True)
@@ -113,7 +116,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                 continue
             session.end_step(
                 [scheduler_g] if content_only else [scheduler_g, scheduler_d],
-                [deblur, judge],
+                list(networks.values()),
                 lambda path: save_samples(accelerator, [delivered], sample_rows, path),
                 generator_updated=update_generator,
             )

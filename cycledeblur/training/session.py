@@ -139,8 +139,8 @@ class TrainingSession:
     def step(self) -> int:
         return self.state.step
 
-    def check_crop_sizes(self, generator: torch.nn.Module, judge: torch.nn.Module, judge_channels: int) -> None:
-        """Every crop size the run will train on must suit the generator's strides and leave the judge more than
+    def check_crop_sizes(self, generator: torch.nn.Module, discriminator: torch.nn.Module, discriminator_channels: int) -> None:
+        """Every crop size the run will train on must suit the generator's strides and leave the discriminator more than
         one patch: better said now, naming the key, than as a shape error deep in the first step."""
         data = self.config.data
         sizes = [("data.crop_size", data.crop_size)]
@@ -149,16 +149,16 @@ class TrainingSession:
             if size % generator.size_multiple:
                 raise ConfigError(f"{key}={size} must be a multiple of {generator.size_multiple}, the generator's total stride")
         key, smallest = min(sizes, key=lambda item: item[1])
-        untouched = copy.deepcopy(judge.state_dict())  # a forward updates spectral-norm vectors and batch statistics
+        untouched = copy.deepcopy(discriminator.state_dict())  # a forward updates spectral-norm vectors and batch statistics
         try:
             with torch.no_grad():
-                judge(torch.zeros(2, judge_channels, smallest, smallest))
+                discriminator(torch.zeros(2, discriminator_channels, smallest, smallest))
         except (RuntimeError, ValueError) as error:
             raise ConfigError(
                 f"{key}={smallest} is too small for model.discriminator (fewer layers or larger crops): {error}"
             ) from None
         finally:
-            judge.load_state_dict(untouched)
+            discriminator.load_state_dict(untouched)
 
     def to_memory_format(self, *networks: torch.nn.Module) -> None:
         """Put `networks` in the run's memory layout (`train.channels_last`), before `prepare`."""
@@ -208,7 +208,7 @@ class TrainingSession:
 
     def start_networks(self, **networks: torch.nn.Module) -> None:
         """Before `prepare`: fine-tuning (`model.init_from`) loads the released weights into `networks` (by role:
-        deblur, reblur, judge_sharp, judge_blurred, judge), and `train.freeze` picks the deblurring generator's
+        deblur, reblur, discriminator_sharp, discriminator_blurred, discriminator), and `train.freeze` picks the deblurring generator's
         parameters that `hold_frozen` keeps. A resumed run skips the loading: its checkpoint has the weights."""
         source, channels = self.config.model.init_from, self.config.data.channels
         if source and self.resume_from is None:

@@ -1,0 +1,71 @@
+"""The networks each training mode trains, by role: the one place that says what they are called, the order they go
+through `accelerator.prepare` (which numbers them in a checkpoint: model, model_1, ...), and where a repo made by
+`cycledeblur push` keeps each of them. The loops, `checkpoints`, `init_from` and `publish` all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from accelerate import Accelerator
+from torch import nn
+
+DELIVERED = "deblur"  # the blurred -> sharp generator, which a run delivers and a pushed repo holds at its top
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    pushed_folder: str = ""  # "" for the delivered generator, at the top of a pushed repo
+
+
+@dataclass(frozen=True)
+class NetworkSet:
+    roles: tuple[Role, ...]  # in `accelerator.prepare` order
+
+    @property
+    def names(self) -> list[str]:
+        return [role.name for role in self.roles]
+
+    @property
+    def partners(self) -> list[Role]:
+        """The roles a pushed repo keeps in subfolders: every network but the delivered generator."""
+        return [role for role in self.roles if role.name != DELIVERED]
+
+    def role(self, name: str) -> Role:
+        return next(role for role in self.roles if role.name == name)
+
+    def checkpoint_files(self) -> dict[str, str]:
+        """Role -> the file Accelerate's `save_state` writes its weights to."""
+        return {name: "model.safetensors" if index == 0 else f"model_{index}.safetensors" for index, name in enumerate(self.names)}
+
+    def prepare(self, accelerator: Accelerator, networks: dict[str, nn.Module], *others: Any) -> tuple[dict[str, nn.Module], list]:
+        """`accelerator.prepare` the networks in this set's order, then `others` (optimizers, schedulers, loaders),
+        in one call; returns the prepared networks by role and the prepared `others`."""
+        if sorted(networks) != sorted(self.names):
+            raise ValueError(f"networks {sorted(networks)} are not this set's roles {self.names}")
+        prepared = accelerator.prepare(*(networks[name] for name in self.names), *others)
+        return dict(zip(self.names, prepared)), list(prepared[len(self.names) :])
+
+
+UNPAIRED = NetworkSet(
+    (
+        Role(DELIVERED, "the blurred -> sharp generator"),
+        Role("reblur", "the sharp -> blurred generator", "reblur_generator"),
+        Role("discriminator_sharp", "the discriminator of sharp photos", "discriminator_sharp"),
+        Role("discriminator_blurred", "the discriminator of blurred photos", "discriminator_blurred"),
+    )
+)
+PAIRED = NetworkSet(
+    (
+        Role(DELIVERED, "the blurred -> sharp generator"),
+        Role("discriminator", "the conditional discriminator of (blurred, sharp) pairs", "discriminator"),
+    )
+)
+NETWORK_SETS = {"unpaired": UNPAIRED, "paired": PAIRED}
+
+
+def pushed_folders() -> dict[str, str]:
+    """Role -> subfolder, over every mode: what a pushed repo may hold beside its delivered generator."""
+    return {role.name: role.pushed_folder for network_set in NETWORK_SETS.values() for role in network_set.partners}
