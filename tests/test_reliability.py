@@ -22,7 +22,8 @@ from cycledeblur.models import ResnetGenerator, load_generator
 from cycledeblur.training import train
 from cycledeblur.training import loop_state as loop_state_module
 from cycledeblur.training.checkpoints import list_checkpoints
-from cycledeblur.training.session import TrainingSession, endless_batches
+from cycledeblur.training.data_position import endless_batches
+from cycledeblur.training.session import TrainingSession
 
 from .conftest import ROOT, TINY_OVERRIDES, checkpoint_weights
 
@@ -198,7 +199,7 @@ def test_two_processes_get_disjoint_data_and_resume_mid_epoch_where_they_were(ti
     session = TrainingSession(tiny_config(), resume=None)
 
     def stream(rank: int, start: int) -> list[tuple[int, int]]:
-        loader, sampler = session.loader(EchoKeys(), seed=3, batch_size=2)
+        loader, sampler = session.data.loader(EchoKeys(), seed=3, batch_size=2)
         shard = prepare_data_loader(loader, num_processes=2, process_index=rank)
         batches = endless_batches(session.accelerator, shard, sampler, start)
         return [tuple(key.tolist()) for batch in itertools.islice(batches, 6 - start) for key in batch]

@@ -52,11 +52,11 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
             )  # fmt: skip
     blurred_set = CropDataset(blurred_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
     sharp_set = CropDataset(sharp_images, data_cfg, seed=train_cfg.seed + 1, image_column=data_cfg.image_column)
-    loaders = [session.loader(blurred_set, seed=train_cfg.seed), session.loader(sharp_set, seed=train_cfg.seed + 1)]
+    loaders = [session.data.loader(blurred_set, seed=train_cfg.seed), session.data.loader(sharp_set, seed=train_cfg.seed + 1)]
     if pairs is not None:
         pair_set = PairedCropDataset(*pairs, data_cfg, seed=train_cfg.seed + 2, image_column=data_cfg.image_column)
         # The pairs are few by definition: a smaller batch of them rather than an error.
-        loaders.append(session.loader(pair_set, seed=train_cfg.seed + 2, batch_size=min(train_cfg.batch_size, len(pair_set))))
+        loaders.append(session.data.loader(pair_set, seed=train_cfg.seed + 2, batch_size=min(train_cfg.batch_size, len(pair_set))))
 
     channels = {"in_channels": data_cfg.channels, "out_channels": data_cfg.channels}
     reblur_spec = config.model.reblur_generator or config.model.generator
@@ -116,12 +116,12 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 kernels = reblur_net.kernels(deblur_net(sample_inputs))
             save_kernel_picture(kernels, path.with_name(f"{path.stem}_kernels.png"))
 
-    streams = zip(*(session.batches(loader, sampler) for loader, (_, sampler) in zip(prepared_loaders, loaders)))
+    streams = zip(*(session.data.batches(loader, sampler, session.step) for loader, (_, sampler) in zip(prepared_loaders, loaders)))
     with session:
         while session.step < train_cfg.max_steps:
             blurred, sharp, *pair = next(streams)
-            blurred, sharp = session.windows(blurred, sharp)
-            pair = session.windows(*pair[0]) if pair else None
+            blurred, sharp = session.data.windows(session.step, blurred, sharp)
+            pair = session.data.windows(session.step, *pair[0]) if pair else None
             noise = train_cfg.instance_noise_at(session.step)
             update_generators = session.step % train_cfg.n_critic == 0
             with accelerator.accumulate(*networks.values()):

@@ -40,7 +40,7 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
                 keys=("data.blur", "data.sharp"),
             )  # fmt: skip
             pair_set = PairedCropDataset(blurred_images, sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
-    loader, sampler = session.loader(pair_set, seed=train_cfg.seed)
+    loader, sampler = session.data.loader(pair_set, seed=train_cfg.seed)
 
     channels = data_cfg.channels
     deblur = build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options)
@@ -73,10 +73,10 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     def sample_rows(deblur) -> list[torch.Tensor]:
         return [sample_blurred, deblur(sample_blurred), sample_sharp]
 
-    batches = session.batches(loader, sampler)
+    batches = session.data.batches(loader, sampler, session.step)
     with session:
         while session.step < train_cfg.max_steps:
-            blurred, sharp = session.windows(*next(batches))
+            blurred, sharp = session.data.windows(session.step, *next(batches))
             # Without an adversarial weight the discriminator never trains: plain supervised restoration.
             content_only = session.step < train_cfg.pretrain_steps or loss_cfg.adv_deblur == 0
             noise = train_cfg.instance_noise_at(session.step)

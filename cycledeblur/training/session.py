@@ -8,36 +8,29 @@ keeps the bookkeeping identical between them, so that resume, logs and outputs w
 from __future__ import annotations
 
 import copy
-import math
 import pickle
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, ProjectConfiguration, set_seed
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 
 from ..config import Config, config_to_dict, save_config
-from ..data import CropDataset, EpochSampler
-from ..data.crops import random_windows
-from ..errors import ConfigError, TrainingDiverged, TrainingInterrupted, UserError, first_line
-from .checkpoints import list_checkpoints, remove_leftovers, resolve_resume, save_checkpoint
+from ..errors import ConfigError, TrainingInterrupted, UserError, first_line
+from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint
+from .data_position import DataPosition
 from .guard import centre_crops, pseudo_pair_psnr, starting_generator
 from .init_from import initial_weights, start_from
 from .loop_state import Stateful, load_loop_state, save_loop_state
+from .metrics import DIVERGENCE_CHECK_EVERY, RunningMeans, stop_if_diverged
 from .model_card import write_generator
 from .progress import TrainingProgress
+from .stopper import SignalStopper
 from .tracking import build_trackers
 from .validation import Validation
-
-
-# Steps between checks for non-finite losses when no log step comes sooner: each check waits for the device once.
-DIVERGENCE_CHECK_EVERY = 10
 
 
 class TrainState:
@@ -51,23 +44,6 @@ class TrainState:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.step = int(state["step"])
-
-
-class SkippedFiles:
-    """How many unusable images this process's data streams have passed over (see `CropDataset`), counted on the
-    device (no wait for the host) and checkpointed, so the logged total runs on across a resume."""
-
-    def __init__(self):
-        self.count = torch.zeros((), dtype=torch.long)
-
-    def add(self, skipped: torch.Tensor) -> None:
-        self.count = self.count.to(skipped.device) + skipped.sum()
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"count": self.count}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.count = state["count"]
 
 
 def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
@@ -92,17 +68,6 @@ def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
     )
 
 
-def endless_batches(accelerator: Accelerator, loader: DataLoader, sampler: EpochSampler, start: int) -> Iterator:
-    """Batches forever, starting after the first `start` ones, epoch after epoch, as an uninterrupted run would."""
-    epoch, skip = divmod(start, len(loader))
-    while True:
-        source = accelerator.skip_first_batches(loader, skip) if skip else loader
-        source.set_epoch(epoch)
-        sampler.set_epoch(epoch)  # Accelerate forwards set_epoch two wrappers deep; skip + shard makes three
-        yield from source
-        epoch, skip = epoch + 1, 0
-
-
 class TrainingSession:
     """One training run: `start` it once the networks are prepared, call `record` and `end_step` in the loop and
     `finish` with the generator to deliver."""
@@ -123,17 +88,15 @@ class TrainingSession:
             remove_leftovers(self.run_dir)
         set_seed(config.train.seed)  # network initialisation
         self.progress: TrainingProgress | None = None
-        self._running: dict[str, tuple[torch.Tensor, int]] = {}  # group/term -> (sum, count) since the last log
-        self.skipped_files = SkippedFiles()
-        self._window_generator, self._window_step = torch.Generator(), None
+        self.data = DataPosition(config, self.accelerator)
+        self.losses = RunningMeans()
+        self.stopper = SignalStopper()
         self._averaged: AveragedModel | None = None
         self._averaged_source: torch.nn.Module | None = None
         self._delivered: torch.nn.Module | None = None
         self._delivered_step: int | None = None  # when the delivered weights are not the last step's
         self._process_state: dict[str, Stateful] = {}
         self._frozen: list[torch.nn.Parameter] = []
-        self._signal: signal.Signals | None = None
-        self._previous_handlers: dict[int, object] = {}
 
     @property
     def step(self) -> int:
@@ -165,46 +128,6 @@ class TrainingSession:
         if self.config.train.channels_last:
             for network in networks:
                 network.to(memory_format=torch.channels_last)
-
-    def loader(self, dataset: CropDataset, seed: int, batch_size: int | None = None) -> tuple[DataLoader, EpochSampler]:
-        """A DataLoader (not yet prepared) whose order and crops replay from `seed`."""
-        batch_size = batch_size or self.config.train.batch_size
-        if len(dataset) < batch_size:
-            raise UserError(f"{len(dataset)} images cannot fill a batch of train.batch_size={batch_size}")
-        sampler = EpochSampler(len(dataset), seed)
-        workers = self.config.data.num_workers
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            # Each new iterator draws a base seed from this generator; from the global one, a resumed run (which
-            # starts an iterator mid-epoch) would shift the random stream that the generators' noise is drawn from.
-            generator=torch.Generator().manual_seed(seed),
-        )
-        return loader, sampler
-
-    def batches(self, loader: DataLoader, sampler: EpochSampler) -> Iterator:
-        """The prepared `loader`'s batches of crops from where the run stands (a resumed run skips what it has seen).
-        The count of unusable images each item passed over (see `CropDataset`) goes to `skipped_files`, for the log."""
-        start = self.step * self.config.train.grad_accum_steps
-        for crops, skipped in endless_batches(self.accelerator, loader, sampler, start):
-            self.skipped_files.add(skipped)
-            yield crops
-
-    def windows(self, *batches: torch.Tensor) -> list[torch.Tensor]:
-        """`batches` cut to this step's crop size (progressive resolution), the same window in each of them."""
-        if self._window_step != self.step:  # a pure function of the step, so a resumed run cuts the same windows
-            seed = self.config.train.seed * 1_000_003 + self.step * 97 + self.accelerator.process_index
-            self._window_generator.manual_seed(seed)
-            self._window_step = self.step
-        windows = random_windows(list(batches), self.config.data.crop_size_at(self.step), self._window_generator)
-        if self.config.train.channels_last:
-            windows = [window.contiguous(memory_format=torch.channels_last) for window in windows]
-        return windows
 
     def start_networks(self, **networks: torch.nn.Module) -> None:
         """Before `prepare`: fine-tuning (`model.init_from`) loads the released weights into `networks` (by role:
@@ -249,7 +172,7 @@ class TrainingSession:
         scores it, from the weights the run starts with on."""
         accelerator = self.accelerator
         self._delivered = accelerator.unwrap_model(delivered, keep_torch_compile=False)
-        self._process_state = {**process_state, "skipped_files": self.skipped_files}
+        self._process_state = {**process_state, "skipped_files": self.data.skipped_files}
         if self.resume_from is not None:
             try:
                 accelerator.load_state(str(self.resume_from))
@@ -274,10 +197,7 @@ class TrainingSession:
 
     def record(self, terms: dict[str, torch.Tensor], group: str = "loss") -> None:
         """Add this step's `terms`, logged as `group/name` means at the next log step."""
-        # Sums stay on the device; they are read (a host sync) only every `log_every` steps.
-        for name, value in terms.items():
-            total, count = self._running.get(f"{group}/{name}", (0.0, 0))
-            self._running[f"{group}/{name}"] = (total + value.detach(), count + 1)
+        self.losses.record(terms, group)
 
     def end_step(
         self,
@@ -296,10 +216,10 @@ class TrainingSession:
         for scheduler in schedulers:
             scheduler.step()
         if step % train.log_every == 0 or last:
-            means = self._running_means()
-            self._stop_if_diverged(means)
+            means = self.losses.means(accelerator)
+            stop_if_diverged(means, step, self.run_dir)
             means["lr/generator"] = schedulers[0].get_last_lr()[0]
-            skipped_files = self.skipped_files.count.to(accelerator.device)
+            skipped_files = self.data.skipped_files.count.to(accelerator.device)
             means["data/skipped_files"] = accelerator.reduce(skipped_files, reduction="sum").item()
             now = time.perf_counter()  # after the loss read-out above, which waits for the device
             steps = step - self._last_log_step
@@ -308,60 +228,34 @@ class TrainingSession:
             self._last_log_time, self._last_log_step = now, step
             accelerator.log(means, step=step)
             self.progress.show_losses(means)
-            self._running = {}
+            self.losses.clear()
         elif step % DIVERGENCE_CHECK_EVERY == 0:  # between log steps too: a NaN must not wait for the next log
-            self._stop_if_diverged(self._running_means())
+            stop_if_diverged(self.losses.means(accelerator), step, self.run_dir)
         if accelerator.is_main_process and (step % train.sample_every == 0 or last):
             save_samples(self.run_dir / "samples" / f"step_{step:07d}.png")
         if self.validation is not None and self.validation.due(step, last):
             self._validate()
         checkpoint_due = step % train.checkpoint_every == 0 or last
-        stopping = not last and self._stop_requested(logged_now=step % train.log_every == 0)
+        stopping = not last and self.stopper.requested(accelerator, logged_now=step % train.log_every == 0)
         if checkpoint_due or stopping:
             saved = save_checkpoint(accelerator, self.run_dir, step, train.keep_checkpoints, checkpointed, self._save_loop_state)
         self.progress.advance(step)
         if stopping:
             raise TrainingInterrupted(
-                f"stopped by {self._signal.name} after step {step}; checkpoint saved to {saved}: continue with --resume",
-                self._signal,
+                f"stopped by {self.stopper.signal.name} after step {step}; checkpoint saved to {saved}: continue with --resume",
+                self.stopper.signal,
             )
 
     def __enter__(self) -> TrainingSession:
         """Show the progress bar, and make SIGINT (Ctrl-C) and SIGTERM (a cluster's pre-emption) end the run after
         the current step with a checkpoint. A second signal acts at once, as without this."""
         self.progress.__enter__()
-        self._previous_handlers = {}
-        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
-            for signal_number in (signal.SIGINT, signal.SIGTERM):
-                self._previous_handlers[signal_number] = signal.signal(signal_number, self._on_signal)
+        self.stopper.__enter__()
         return self
 
     def __exit__(self, *exception: object) -> None:
-        self._restore_signal_handlers()
+        self.stopper.__exit__(*exception)
         self.progress.__exit__(*exception)
-
-    def _on_signal(self, signal_number: int, frame: object) -> None:
-        self._signal = signal.Signals(signal_number)
-        self._restore_signal_handlers()
-
-    def _restore_signal_handlers(self) -> None:
-        for signal_number, handler in self._previous_handlers.items():
-            signal.signal(signal_number, handler)
-        self._previous_handlers = {}
-
-    def _stop_requested(self, logged_now: bool) -> bool:
-        """Whether a signal asks to stop after this step. Every process must stop at the same step (checkpointing
-        is collective), so several processes agree on it when they exchange their losses anyway, at log steps;
-        a single process stops at once."""
-        if self.accelerator.num_processes == 1:
-            return self._signal is not None
-        if not logged_now:
-            return False
-        votes = torch.tensor([float(self._signal is not None)], device=self.accelerator.device)
-        if self.accelerator.reduce(votes, reduction="sum").item() == 0:
-            return False
-        self._signal = self._signal or signal.SIGTERM  # a process the signal missed stops with the others
-        return True
 
     def _shared_state(self) -> dict[str, Stateful]:
         shared: dict[str, Stateful] = {"train": self.state}
@@ -383,23 +277,6 @@ class TrainingSession:
 
     def _save_loop_state(self, folder: Path) -> None:
         save_loop_state(folder, self._shared_state(), self._process_state, self.accelerator.process_index)
-
-    def _running_means(self) -> dict[str, float]:
-        """The mean of each loss term since the last log step, over the steps and the processes: the terms travel
-        as one tensor, so this is one collective and one host sync however many terms there are."""
-        means = torch.stack([(total / count).float() for total, count in self._running.values()])
-        values = self.accelerator.reduce(means, reduction="mean").tolist()
-        return dict(zip(self._running, values))
-
-    def _stop_if_diverged(self, means: dict[str, float]) -> None:
-        broken = [name for name, value in means.items() if not math.isfinite(value)]
-        if broken:
-            checkpoints = list_checkpoints(self.run_dir)
-            kept = f"the last checkpoint, {checkpoints[-1]}, is finite" if checkpoints else "no checkpoint was written"
-            raise TrainingDiverged(
-                f"training diverged by step {self.step}: {broken[0]} is {means[broken[0]]} ({kept}); "
-                "lower train.lr_g / train.lr_d and train again"
-            )
 
     def guard(self, generator: torch.nn.Module, reblur: torch.nn.Module, sharp_photos: list[torch.Tensor]) -> None:
         """`train.guard` (see `guard.py`): keep the trained `generator` or load the weights it started from."""
