@@ -15,6 +15,7 @@ setup: $(BIN)/cycledeblur
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

@@ -200,8 +200,11 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         figure = out / f"figure-{key}.png"
         save_figure(figure_examples(out, sets, [photo.name for photo in photos]), restorers, args.crop, figure)
         results_rows[key] = {
-            "title": row.title, "runs": {str(s): str(r) for s, r in runs.items()}, "sets": scored_sets, "figure": str(figure),
-        }  # fmt: skip
+            "title": row.title,
+            "runs": {str(s): str(r) for s, r in runs.items()},
+            "sets": scored_sets,
+            "figure": str(figure),
+        }
         if args.deliver == "guard":
             results_rows[key]["guard"] = guard_choices(runs)
     results = {
@@ -229,24 +232,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--split", choices=("val", "test"), default="test", help="the photos scored (default %(default)s)")
     parser.add_argument("--out", type=Path, help="the scored sets and results.json (default bench/out/adapt/SPLIT)")
     parser.add_argument(
-        "--runs", type=Path, default=Path("bench/out/adapt/runs"),
+        "--runs",
+        type=Path,
+        default=Path("bench/out/adapt/runs"),
         help="the user's folders, the val pairs and the adapted runs, shared by both splits (default %(default)s)",
     )
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW")
     parser.add_argument("--base", default="general", help="the model adapted (default: the bundled general model)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N")
     parser.add_argument(
-        "--deliver", choices=list(DELIVERY), default="best",
+        "--deliver",
+        choices=list(DELIVERY),
+        default="best",
         help="best: the best val step (train.keep_best); guard: the last step or the start (train.guard)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
         help="overrides of configs/adapt.yaml, e.g. train.max_steps=200",
     )
     parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
     parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")
     parser.add_argument("--crop", type=int, default=160, help="side of the figures' crops (px, default %(default)s)")
-    return parser.parse_args(argv)  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -210,9 +210,14 @@ def bundle(args: argparse.Namespace, out: Path, command: str) -> BundleInfo:
         shutil.copyfile(args.run / "generator" / name, out / name)
     last_metrics = {key: value for key, value in metrics[-1].items() if key != "step"}
     card = render_card(
-        config, info["family"], steps, model_id=args.name, losses=last_metrics, data_card=f"`{DATA_CARD}`",
+        config,
+        info["family"],
+        steps,
+        model_id=args.name,
+        losses=last_metrics,
+        data_card=f"`{DATA_CARD}`",
         sections=card_sections(info),
-    )  # fmt: skip
+    )
     card.save(out / MODEL_CARD)
     (out / BUNDLE_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return info

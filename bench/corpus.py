@@ -46,12 +46,28 @@ SPLITS = {
     ],
     "val": ["skimage:hubble_deep_field", "skimage:cell", "skimage:microaneurysms", "wallpaper:Grey", "wallpaper:EveningGlow"],
     "test": [
-        "skimage:astronaut", "skimage:camera", "skimage:chelsea", "skimage:coffee", "skimage:rocket",
-        "skimage:stereo_motorcycle", "skimage:immunohistochemistry", "skimage:retina", "skimage:brick",
-        "skimage:grass", "skimage:gravel", "skimage:coins", "skimage:moon", "skimage:page", "skimage:text",
-        "sklearn:china", "sklearn:flower", "pywt:aero", "pywt:ascent", "wallpaper:Kite",
+        "skimage:astronaut",
+        "skimage:camera",
+        "skimage:chelsea",
+        "skimage:coffee",
+        "skimage:rocket",
+        "skimage:stereo_motorcycle",
+        "skimage:immunohistochemistry",
+        "skimage:retina",
+        "skimage:brick",
+        "skimage:grass",
+        "skimage:gravel",
+        "skimage:coins",
+        "skimage:moon",
+        "skimage:page",
+        "skimage:text",
+        "sklearn:china",
+        "sklearn:flower",
+        "pywt:aero",
+        "pywt:ascent",
+        "wallpaper:Kite",
     ],
-}  # fmt: skip
+}
 TRAIN_SCALES = (2, 3)
 TILE = 384
 EVAL_MAX_SIDE = 512

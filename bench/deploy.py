@@ -80,9 +80,7 @@ def scored_sets(rows: list[str], photos: list[Path], scored: list[str], quality_
         images = quality.degraded_set(blur_set, photos, quality_out)
         folder = quality_out / "sets" / blur_set.key
         sets[blur_set.key] = [
-            (name, folder / "blur" / f"{name}.png", folder / "sharp" / f"{name}.png")
-            for name in sorted(images)
-            if images[name] in scored
+            (name, folder / "blur" / f"{name}.png", folder / "sharp" / f"{name}.png") for name in sorted(images) if images[name] in scored
         ]
     return sets
 
@@ -118,9 +116,14 @@ def int8_quality(fp32: Path, int8: Path, calibration: list[Path], pairs: Pairs) 
 
 
 def measure(
-    name: str, generator: torch.nn.Module, tiles: Path, calibration: list[Path], sets: dict[str, Pairs],
-    photo: np.ndarray, args: argparse.Namespace,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    generator: torch.nn.Module,
+    tiles: Path,
+    calibration: list[Path],
+    sets: dict[str, Pairs],
+    photo: np.ndarray,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     """Export, parity, int8 quantization, quality per row and latency of one model, into OUT/NAME(.int8).onnx."""
     fp32, int8 = args.out / f"{name}.onnx", args.out / f"{name}.int8.onnx"
     quality.log(f"{name}: exporting to {fp32} and {int8}")
@@ -145,16 +148,31 @@ def measure(
 
 def model_table(results: dict[str, Any]) -> list[str]:
     size = "x".join(map(str, LATENCY_SIZE))
-    headers = ["model", "parameters", "max abs ONNX - PyTorch", "fp32 MB", "int8 MB", "smaller",
-               f"PyTorch fp32 s / {size}", f"ONNX fp32 s / {size}", f"ONNX int8 s / {size}"]  # fmt: skip
+    headers = [
+        "model",
+        "parameters",
+        "max abs ONNX - PyTorch",
+        "fp32 MB",
+        "int8 MB",
+        "smaller",
+        f"PyTorch fp32 s / {size}",
+        f"ONNX fp32 s / {size}",
+        f"ONNX int8 s / {size}",
+    ]
     lines = ["| " + " | ".join(headers) + " |", "| --- |" + " ---: |" * (len(headers) - 1)]
     for name, row in results["models"].items():
         seconds = row["seconds"]
         cells = [
-            name, f"{row['parameters'] / 1e6:.2f} M", f"{row['max_difference']:.1e}", f"{row['fp32_mb']:.2f}",
-            f"{row['int8_mb']:.2f}", f"{row['fp32_mb'] / row['int8_mb']:.1f}x", f"{seconds['pytorch_fp32']:.3f}",
-            f"{seconds['onnx_fp32']:.3f}", f"{seconds['onnx_int8']:.3f}",
-        ]  # fmt: skip
+            name,
+            f"{row['parameters'] / 1e6:.2f} M",
+            f"{row['max_difference']:.1e}",
+            f"{row['fp32_mb']:.2f}",
+            f"{row['int8_mb']:.2f}",
+            f"{row['fp32_mb'] / row['int8_mb']:.1f}x",
+            f"{seconds['pytorch_fp32']:.3f}",
+            f"{seconds['onnx_fp32']:.3f}",
+            f"{seconds['onnx_int8']:.3f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -167,9 +185,13 @@ def quality_table(results: dict[str, Any]) -> list[str]:
         for key, scores in row["quality"].items():
             fp32, int8 = scores["fp32"], scores["int8"]
             cells = [
-                name, titles[key], str(scores["images"]), f"{fp32['psnr']:.2f} / {fp32['ssim']:.4f}",
-                f"{int8['psnr']:.2f} / {int8['ssim']:.4f}", f"{scores['psnr_drop']:+.2f}",
-            ]  # fmt: skip
+                name,
+                titles[key],
+                str(scores["images"]),
+                f"{fp32['psnr']:.2f} / {fp32['ssim']:.4f}",
+                f"{int8['psnr']:.2f} / {int8['ssim']:.4f}",
+                f"{scores['psnr_drop']:+.2f}",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -228,34 +250,43 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--general", default="general", metavar="MODEL",
+        "--general",
+        default="general",
+        metavar="MODEL",
         help="the general model: bundled name, run or generator folder, or Hub id (default %(default)s)",
     )
     parser.add_argument(
-        "--models", nargs="+", choices=MODELS, default=["general"],
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=["general"],
         help="general, and cpu-fast (bench/quality.py's unpaired run, trained unless finished) (default general)",
     )
     parser.add_argument(
-        "--rows", nargs="+", choices=ROWS, default=ROWS, metavar="ROW",
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=ROWS,
+        metavar="ROW",
         help=f"bench/quality.py's blur rows scored: {', '.join(ROWS)} (default: all)",
     )
     parser.add_argument("--limit", type=quality.positive_int, metavar="N", help="score the first N test photos only")
+    parser.add_argument("--repeats", type=quality.positive_int, default=5, help="timed passes per latency, median (default %(default)s)")
+    parser.add_argument("--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)")
     parser.add_argument(
-        "--repeats", type=quality.positive_int, default=5, help="timed passes per latency, median (default %(default)s)"
-    )
-    parser.add_argument(
-        "--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)"
-    )
-    parser.add_argument(
-        "--quality-out", type=Path, default=Path("bench/out/quality/test"),
+        "--quality-out",
+        type=Path,
+        default=Path("bench/out/quality/test"),
         help="bench/quality.py's --out of the test split, holding its degraded sets (default %(default)s)",
     )
     parser.add_argument(
-        "--runs", type=Path, default=Path("bench/out/quality/runs"),
+        "--runs",
+        type=Path,
+        default=Path("bench/out/quality/runs"),
         help="bench/quality.py's --runs: the blurred training tiles and the cpu-fast run (default %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/out/deploy"), help="default %(default)s")
-    return parser.parse_args(argv)  # fmt: skip
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -264,9 +264,7 @@ class Oracle:
 
 
 ORACLES = {
-    "unsharp": Oracle(
-        "unsharp mask (oracle)", unsharp_candidates, {"sigma": (0.5, 1, 1.5, 2, 3), "amount": (0.25, 0.5, 1, 1.5, 2, 3)}
-    ),
+    "unsharp": Oracle("unsharp mask (oracle)", unsharp_candidates, {"sigma": (0.5, 1, 1.5, 2, 3), "amount": (0.25, 0.5, 1, 1.5, 2, 3)}),
     "wiener-gaussian": Oracle(
         "Wiener, one Gaussian (oracle)",
         gaussian_wiener_candidates,
@@ -342,9 +340,7 @@ def training_tiles(corpus: Path, runs: Path, paired: bool) -> Path:
     done = folder / "synth.json"  # written last: a folder without it is incomplete
     if not done.is_file():
         shutil.rmtree(folder, ignore_errors=True)  # synthesize_folder refuses non-empty folders
-        summary = synthesize_folder(
-            corpus / "train", folder, kind="mixed", seed=TRAIN_SEED, noise_sigma=NOISE_SIGMA, paired=paired
-        )
+        summary = synthesize_folder(corpus / "train", folder, kind="mixed", seed=TRAIN_SEED, noise_sigma=NOISE_SIGMA, paired=paired)
         done.write_text(json.dumps(summary, indent=1))
     return folder
 
@@ -364,9 +360,17 @@ def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_
     saved in RUN/timing.json so that a reused run reports them again."""
     shutil.rmtree(run, ignore_errors=True)  # checkpoints and samples of an earlier run would mix into it
     command = [
-        sys.executable, "-m", "cycledeblur", "train", "--config", str(config), f"output_dir={run}",
-        f"data.blur={tiles / 'blur'}", f"data.sharp={tiles / 'sharp'}", *overrides,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "cycledeblur",
+        "train",
+        "--config",
+        str(config),
+        f"output_dir={run}",
+        f"data.blur={tiles / 'blur'}",
+        f"data.sharp={tiles / 'sharp'}",
+        *overrides,
+    ]
     # One compute thread by default: tiny networks gain little from a second, which the data worker uses instead.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
     log(f"training: {shlex.join(command)}")
@@ -405,9 +409,7 @@ Restorer = Callable[[Pair], torch.Tensor]
 ImageScores = dict[str, dict[str, float]]  # image name -> metric -> value
 
 
-def score_set(
-    restorers: dict[Column, Restorer], pairs: Iterable[Pair], seconds: dict[str, float]
-) -> dict[Column, ImageScores]:
+def score_set(restorers: dict[Column, Restorer], pairs: Iterable[Pair], seconds: dict[str, float]) -> dict[Column, ImageScores]:
     """Every column's PSNR and SSIM (and LPIPS where its weights are on disk) on every pair, by FullReferenceMetrics;
     the time spent restoring is added to `seconds`, per method."""
     metrics = FullReferenceMetrics()
@@ -627,8 +629,7 @@ def training_record(runs: dict[int, TrainedRun], overrides: list[str], recipe: T
         "batch_size": config.train.batch_size,
         "crop_size": config.data.crop_size,
         "runs": {
-            str(seed): {"folder": str(run.folder), "train_seconds": run.train_seconds, "reused": run.reused}
-            for seed, run in runs.items()
+            str(seed): {"folder": str(run.folder), "train_seconds": run.train_seconds, "reused": run.reused} for seed, run in runs.items()
         },
     }
 
@@ -643,9 +644,7 @@ def figure_examples(out: Path, sets: dict[str, dict[str, str]], photos: list[str
     return examples
 
 
-def model_restorers(
-    generals: list[Deblurrer], runs: dict[str, dict[int, TrainedRun]], device: str
-) -> dict[Column, Restorer]:
+def model_restorers(generals: list[Deblurrer], runs: dict[str, dict[int, TrainedRun]], device: str) -> dict[Column, Restorer]:
     """The columns that need no tuning: the input itself, the general model(s), each trained run."""
     models: dict[Column, Restorer] = {("input", None): lambda pair: pair.blurred}
     for index, general in enumerate(generals):
@@ -658,15 +657,14 @@ def model_restorers(
 
 
 def evaluate_set(
-    blur_set: BlurSet, pairs: Callable[[], Iterator[Pair]], methods: list[str], models: dict[Column, Restorer],
+    blur_set: BlurSet,
+    pairs: Callable[[], Iterator[Pair]],
+    methods: list[str],
+    models: dict[Column, Restorer],
     seconds: dict[str, Any],
 ) -> dict[str, Any]:
     """Tune the oracles on the set's scored pairs, then score every column on them; `pairs()` reads them anew."""
-    oracles = {
-        key: oracle
-        for key, oracle in ORACLES.items()
-        if key in methods and not (oracle.needs_kernel and blur_set.source == "none")
-    }
+    oracles = {key: oracle for key, oracle in ORACLES.items() if key in methods and not (oracle.needs_kernel and blur_set.source == "none")}
     started = time.perf_counter()
     params = tune(oracles, pairs()) if oracles else {}
     tuned = time.perf_counter()
@@ -677,8 +675,7 @@ def evaluate_set(
     scored = time.perf_counter()
     seconds["tune"] += tuned - started
     seconds["score"] += scored - tuned
-    log(f"{blur_set.key}: {len(scores['input', None])} images, tuned in {tuned - started:.0f} s, "
-        f"scored in {scored - tuned:.0f} s")  # fmt: skip
+    log(f"{blur_set.key}: {len(scores['input', None])} images, tuned in {tuned - started:.0f} s, scored in {scored - tuned:.0f} s")
     records = {method: summary(method, scores, params.get(method)) for method in methods}
     return {
         "title": blur_set.title,
@@ -746,49 +743,64 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)")
     parser.add_argument(
-        "--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)"
-    )
-    parser.add_argument(
-        "--split", choices=("val", "test"), default="test",
+        "--split",
+        choices=("val", "test"),
+        default="test",
         help="the photos scored: val for every choice, test to report (default %(default)s)",
     )
+    parser.add_argument("--out", type=Path, help="the degraded sets, results.json, figure.png (default bench/out/quality/SPLIT)")
     parser.add_argument(
-        "--out", type=Path, help="the degraded sets, results.json, figure.png (default bench/out/quality/SPLIT)"
-    )
-    parser.add_argument(
-        "--runs", type=Path, default=Path("bench/out/quality/runs"),
+        "--runs",
+        type=Path,
+        default=Path("bench/out/quality/runs"),
         help="training tiles and trained runs, shared by both splits (default %(default)s)",
     )
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=METHODS, metavar="METHOD",
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=METHODS,
+        metavar="METHOD",
         help=f"the columns besides the input: {', '.join(METHODS)} (default: all)",
     )
     parser.add_argument(
-        "--general", nargs="+", default=["general"], metavar="MODEL",
-        help="the general model: bundled name, run or generator folder, or Hub id; several: their mean and spread "
-        "(default general)",
+        "--general",
+        nargs="+",
+        default=["general"],
+        metavar="MODEL",
+        help="the general model: bundled name, run or generator folder, or Hub id; several: their mean and spread (default general)",
     )
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N",
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        metavar="N",
         help="train.seed of each run of the trained columns (default 0 1 2)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
         help="overrides for both training configs, e.g. train.max_steps=200",
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N photos (by name) only")
     parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
     parser.add_argument("--device", default="cpu", help="device of the model columns: cpu, cuda, cuda:1...")
-    parser.add_argument(
-        "--crop", type=positive_int, default=160, help="side of the crops in figure.png (px, default %(default)s)"
-    )
-    return parser.parse_args(argv)  # fmt: skip
+    parser.add_argument("--crop", type=positive_int, default=160, help="side of the crops in figure.png (px, default %(default)s)")
+    return parser.parse_args(argv)
 
 
 def run_script(
-    script: str, parse: Callable[[list[str]], argparse.Namespace],
-    run: Callable[[argparse.Namespace, str], None], argv: list[str] | None,
+    script: str,
+    parse: Callable[[list[str]], argparse.Namespace],
+    run: Callable[[argparse.Namespace, str], None],
+    argv: list[str] | None,
 ) -> int:
     """A bench script's `main`: `run` gets the parsed arguments and the command line that reruns it; a user error
     ends in one line and exit code 2."""

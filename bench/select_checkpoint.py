@@ -34,9 +34,7 @@ def checkpoint_generator(run: Path, checkpoint: Path, folder: Path) -> Path:
     """The generator `checkpoint` would deliver, saved in `folder` (config.json + model.safetensors)."""
     config = load_config(run / "config.yaml")
     options = config.model.generator.options
-    generator = build_generator(
-        config.model.generator.name, in_channels=config.data.channels, out_channels=config.data.channels, **options
-    )
+    generator = build_generator(config.model.generator.name, in_channels=config.data.channels, out_channels=config.data.channels, **options)
     loop_state = load_file(checkpoint / "loop_state.safetensors")
     averaged = {key.removeprefix(AVERAGE_PREFIX): value for key, value in loop_state.items() if key.startswith(AVERAGE_PREFIX)}
     weights = unwrapped_state(averaged) if averaged else network_weights(checkpoint, config.train.mode)["deblur"]
@@ -47,9 +45,19 @@ def checkpoint_generator(run: Path, checkpoint: Path, folder: Path) -> Path:
 
 def score_on_val(generator: Path, out: Path, corpus: Path) -> dict:
     command = [
-        sys.executable, str(ROOT / "bench" / "quality.py"), "--split", "val", "--methods", "general",
-        "--general", str(generator), "--out", str(out), "--corpus", str(corpus),
-    ]  # fmt: skip
+        sys.executable,
+        str(ROOT / "bench" / "quality.py"),
+        "--split",
+        "val",
+        "--methods",
+        "general",
+        "--general",
+        str(generator),
+        "--out",
+        str(out),
+        "--corpus",
+        str(corpus),
+    ]
     if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
         raise UserError(f"scoring {generator} failed: {' '.join(command)}")
     return json.loads((out / "results.json").read_text())

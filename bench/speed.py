@@ -91,32 +91,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="batch sizes (default %(default)s)")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="default: all that apply")
     parser.add_argument(
-        "--generators", nargs="*", default=[], metavar="FAMILY",
+        "--generators",
+        nargs="*",
+        default=[],
+        metavar="FAMILY",
         help="also time these registered generator families (default options), as shipped (default: none)",
-    )  # fmt: skip
+    )
     parser.add_argument("--steps", type=int, default=5, help="warm-up steps, then as many timed ones (default 5)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/speed"), help="default %(default)s")
     parser.add_argument(
-        "--inference-sizes", nargs="*", default=["1280x720", "4000x3000"], metavar="WxH",
+        "--inference-sizes",
+        nargs="*",
+        default=["1280x720", "4000x3000"],
+        metavar="WxH",
         help="deblur one photo of each size, whole and tiled (default %(default)s; none: skip inference)",
-    )  # fmt: skip
+    )
     parser.add_argument("--tile", type=int, default=512, help="tile size of the tiled inference rows (default 512)")
     parser.add_argument(
-        "--inference-precisions", nargs="+", default=None, choices=["fp32", "bf16", "fp16"],
+        "--inference-precisions",
+        nargs="+",
+        default=None,
+        choices=["fp32", "bf16", "fp16"],
         help="default: fp32, bf16 and fp16 on a GPU; fp32 on the CPU (bf16 is 11-26x slower on AVX2-only CPUs)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--onnx-precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8"],
-        help="also time the generator exported to ONNX, in onnxruntime, at these precisions (default %(default)s; "
-        "none: skip)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--onnx-input-size", type=int, metavar="N",
-        help="export for this one input size (onnxruntime then tiles at it) instead of with dynamic axes",
-    )  # fmt: skip
-    parser.add_argument(
-        "--inference-repeats", type=int, default=3, help="timed passes per inference row, median (default 3)"
     )
+    parser.add_argument(
+        "--onnx-precisions",
+        nargs="*",
+        default=["fp32", "int8"],
+        choices=["fp32", "int8"],
+        help="also time the generator exported to ONNX, in onnxruntime, at these precisions (default %(default)s; none: skip)",
+    )
+    parser.add_argument(
+        "--onnx-input-size",
+        type=int,
+        metavar="N",
+        help="export for this one input size (onnxruntime then tiles at it) instead of with dynamic axes",
+    )
+    parser.add_argument("--inference-repeats", type=int, default=3, help="timed passes per inference row, median (default 3)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process, print its JSON
     return parser.parse_args(argv)
 
@@ -137,11 +148,19 @@ def row_overrides(args: argparse.Namespace, mode: str, crop: int, batch: int, ru
     steps = args.steps
     log_every = 1 if mode == "plain" else steps
     return [
-        *(MODES[mode] or []), f"data.crop_size={crop}", f"train.batch_size={batch}", f"train.max_steps={2 * steps}",
-        f"train.log_every={log_every}", f"train.checkpoint_every={10 * steps}", f"train.sample_every={10 * steps}",
-        "train.sample_size=64", "train.keep_checkpoints=1", f"output_dir={run_dir}",
-        f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}",
-    ]  # fmt: skip
+        *(MODES[mode] or []),
+        f"data.crop_size={crop}",
+        f"train.batch_size={batch}",
+        f"train.max_steps={2 * steps}",
+        f"train.log_every={log_every}",
+        f"train.checkpoint_every={10 * steps}",
+        f"train.sample_every={10 * steps}",
+        "train.sample_size=64",
+        "train.keep_checkpoints=1",
+        f"output_dir={run_dir}",
+        f"data.blur={data / 'blur'}",
+        f"data.sharp={data / 'sharp'}",
+    ]
 
 
 def family_overrides(family: str | None) -> list[str]:
@@ -204,8 +223,7 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
     images = load_image_source(config.data.blur, key="data.blur")
     dataset = CropDataset(images, config.data, seed=0)
     sampler = EpochSampler(len(dataset), seed=0)
-    loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=config.data.num_workers)  # fmt: skip
+    loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True, num_workers=config.data.num_workers)
 
     def endless() -> Iterator[list[torch.Tensor]]:
         for epoch in itertools.count():
@@ -246,8 +264,10 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
         # Exported first, on the CPU (a Deblurrer on a GPU moves the generator there).
         precisions_to_export = args.onnx_precisions if ort_devices else []
         models, failures = export_models(generator, family, precisions_to_export, args.out, data, args.onnx_input_size)
-        rows += [{"mode": "onnx export", "generator": family, "backend": "onnxruntime", "precision": precision,
-                  "note": note} for precision, note in failures.items()]  # fmt: skip
+        rows += [
+            {"mode": "onnx export", "generator": family, "backend": "onnxruntime", "precision": precision, "note": note}
+            for precision, note in failures.items()
+        ]
         for size in args.inference_sizes:
             width, height = (int(side) for side in size.split("x"))
             photo = Image.fromarray(load_photo("coffee")).resize((width, height), Image.Resampling.BICUBIC)
@@ -259,24 +279,42 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
             size_rows = []
             for backend, precision, where in runs:
                 if backend == "pytorch":
+
                     def make(tile, precision=precision, where=where, generator=generator):
                         return Deblurrer(generator, device=where, precision=precision, tile=tile)
                 else:
+
                     def make(tile, precision=precision, where=where, models=models):
                         return OnnxDeblurrer(models[precision], device=where, tile=tile, threads=threads)
+
                 try:
                     seconds = whole_and_tiled_seconds(make, photo, args.tile, args.inference_repeats)
                 except Exception as error:  # an execution provider that cannot run this graph: say so, go on
                     if backend == "pytorch":
                         raise
-                    size_rows.append({"mode": "deblur", "generator": family, "size": size, "backend": backend,
-                                      "runs_on": where, "precision": precision, "note": one_line(error)})  # fmt: skip
+                    size_rows.append(
+                        {
+                            "mode": "deblur",
+                            "generator": family,
+                            "size": size,
+                            "backend": backend,
+                            "runs_on": where,
+                            "precision": precision,
+                            "note": one_line(error),
+                        }
+                    )
                     continue
                 for tiled in (False, True):
-                    row = {"mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}", "generator": family,
-                           "size": size, "backend": backend, "runs_on": where, "precision": precision,
-                           "megapixels_per_second": width * height / 1e6 / seconds[tiled],
-                           "images_per_second": 1 / seconds[tiled]}  # fmt: skip
+                    row = {
+                        "mode": f"deblur {'tiled ' + str(args.tile) if tiled else 'whole'}",
+                        "generator": family,
+                        "size": size,
+                        "backend": backend,
+                        "runs_on": where,
+                        "precision": precision,
+                        "megapixels_per_second": width * height / 1e6 / seconds[tiled],
+                        "images_per_second": 1 / seconds[tiled],
+                    }
                     if tiled:
                         row["tiling_overhead"] = seconds[True] / seconds[False] - 1
                     if where == "cpu":
@@ -292,8 +330,11 @@ def inference_rows(args: argparse.Namespace, on_gpu: bool, data: Path) -> list[d
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """`vs_pytorch_fp32`: each timed row's megapixels/s over that of the PyTorch fp32 row of the same tiling and
     device, among `rows` (one generator and size)."""
-    references = {(row["mode"], row["runs_on"]): row["megapixels_per_second"] for row in rows
-                  if (row["backend"], row["precision"]) == ("pytorch", "fp32") and "megapixels_per_second" in row}  # fmt: skip
+    references = {
+        (row["mode"], row["runs_on"]): row["megapixels_per_second"]
+        for row in rows
+        if (row["backend"], row["precision"]) == ("pytorch", "fp32") and "megapixels_per_second" in row
+    }
     for row in rows:
         reference = references.get((row["mode"], row["runs_on"]))
         if reference and "megapixels_per_second" in row:
@@ -311,8 +352,10 @@ def onnx_devices(on_gpu: bool) -> list[str]:
         console.print("note: no GPU: the onnxruntime rows run on the CPU only", highlight=False)
         return ["cpu"]
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        console.print("note: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu): "
-                      "the onnxruntime rows run on the CPU only", highlight=False)  # fmt: skip
+        console.print(
+            "note: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu): the onnxruntime rows run on the CPU only",
+            highlight=False,
+        )
         return ["cpu"]
     return ["cpu", "cuda"]
 
@@ -353,9 +396,7 @@ def export_models(
     return {precision: models[precision] for precision in precisions if precision in models}, failures
 
 
-def whole_and_tiled_seconds(
-    make: Callable[[int | None], Any], photo: np.ndarray, tile: int, repeats: int
-) -> dict[bool, float]:
+def whole_and_tiled_seconds(make: Callable[[int | None], Any], photo: np.ndarray, tile: int, repeats: int) -> dict[bool, float]:
     """Median seconds of `repeats` `deblur` passes over `photo` by `make(None)` (whole) and `make(tile)` (tiled),
     after a warm-up pass on the photo itself: kernels, allocator, cuDNN's autotuning for these very shapes,
     onnxruntime's memory plan per input shape."""
@@ -428,8 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     jsonl = (args.out / "speed.jsonl").open("w")  # row by row, so that a long run shows (and keeps) its progress
 
     def record(row: dict[str, Any]) -> None:
-        jsonl.write(json.dumps({**row, "config": str(args.config), "device": described["device"], "date": date,
-                                "command": command}) + "\n")  # fmt: skip
+        jsonl.write(json.dumps({**row, "config": str(args.config), "device": described["device"], "date": date, "command": command}) + "\n")
         jsonl.flush()
 
     runs = [(mode, None) for mode in modes] + [("shipped", family) for family in args.generators]
@@ -455,8 +495,10 @@ def main(argv: list[str] | None = None) -> int:
                     row["tflops_per_second"] = flops[(crop, batch, family)] / batch * row["images_per_second"] / 1e12
                     if described["bf16_peak_flops"]:
                         row["mfu"] = row["tflops_per_second"] * 1e12 / described["bf16_peak_flops"]
-                plain = row if name == "plain" else next(
-                    (r for r in results if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch)), None
+                plain = (
+                    row
+                    if name == "plain"
+                    else next((r for r in results if (r["mode"], r["crop"], r["batch"]) == ("plain", crop, batch)), None)
                 )
                 if plain:
                     row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
@@ -464,8 +506,18 @@ def main(argv: list[str] | None = None) -> int:
                 record(row)
     if runs:
         loader_overrides = row_overrides(args, "shipped", args.crops[0], args.batches[0], args.out / "runs" / "loader", data)
-        loader, _ = child([sys.executable, __file__, "--config", str(args.config), "--steps", str(args.steps), "--row",
-                           json.dumps({"overrides": loader_overrides, "loader": True})])  # fmt: skip
+        loader, _ = child(
+            [
+                sys.executable,
+                __file__,
+                "--config",
+                str(args.config),
+                "--steps",
+                str(args.steps),
+                "--row",
+                json.dumps({"overrides": loader_overrides, "loader": True}),
+            ]
+        )
         record({"mode": "data loader alone", **loader})
     inference = inference_rows(args, on_gpu, data) if args.inference_sizes else []
     for row in inference:
@@ -484,17 +536,28 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
     lines = []
     for row in results:
         mfu = f"{row['mfu']:.1%}" if "mfu" in row else ""
-        lines.append([row["mode"], str(row["crop"]), str(row["batch"]), f"{row['images_per_second']:.3g}",
-                      f"{row['vs_plain']:.2f}x" if "vs_plain" in row else "", f"{row['peak_memory_gib']:.2f}",
-                      f"{row.get('tflops_per_second', 0):.3f}", mfu])  # fmt: skip
+        lines.append(
+            [
+                row["mode"],
+                str(row["crop"]),
+                str(row["batch"]),
+                f"{row['images_per_second']:.3g}",
+                f"{row['vs_plain']:.2f}x" if "vs_plain" in row else "",
+                f"{row['peak_memory_gib']:.2f}",
+                f"{row.get('tflops_per_second', 0):.3f}",
+                mfu,
+            ]
+        )
     table = Table(title=f"Training step, {args.config} on {described['device']}")
     for header in headers:
         table.add_column(header, justify="left" if header == "mode" else "right")
     for line in lines:
         table.add_row(*line)
     console.print(table)
-    loader_line = (f"data loader alone (one side, crop {args.crops[0]}, batch {args.batches[0]}, the config's workers): "
-                   f"{loader['images_per_second']:.1f} images/s")  # fmt: skip
+    loader_line = (
+        f"data loader alone (one side, crop {args.crops[0]}, batch {args.batches[0]}, the config's workers): "
+        f"{loader['images_per_second']:.1f} images/s"
+    )
     console.print(loader_line, highlight=False)
     markdown = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
     markdown += ["| " + " | ".join(line) + " |" for line in lines]
@@ -502,16 +565,39 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
 
 
 def report_inference(rows: list[dict[str, Any]]) -> None:
-    headers = ["deblur", "generator", "size", "backend", "on", "precision", "threads", "megapixels/s", "images/s",
-               "vs PyTorch fp32", "tiling overhead", "file (MB)", "note"]  # fmt: skip
-    lines = [[row["mode"], row["generator"], row.get("size", ""), row.get("backend", ""), row.get("runs_on", ""),
-              row["precision"], str(row.get("threads", "")),
-              f"{row['megapixels_per_second']:.3g}" if "megapixels_per_second" in row else "",
-              f"{row['images_per_second']:.3g}" if "images_per_second" in row else "",
-              f"{row['vs_pytorch_fp32']:.2f}x" if "vs_pytorch_fp32" in row else "",
-              f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else "",
-              f"{row['onnx_mb']:.2f}" if "onnx_mb" in row else "", row.get("note", "")]
-             for row in rows]  # fmt: skip
+    headers = [
+        "deblur",
+        "generator",
+        "size",
+        "backend",
+        "on",
+        "precision",
+        "threads",
+        "megapixels/s",
+        "images/s",
+        "vs PyTorch fp32",
+        "tiling overhead",
+        "file (MB)",
+        "note",
+    ]
+    lines = [
+        [
+            row["mode"],
+            row["generator"],
+            row.get("size", ""),
+            row.get("backend", ""),
+            row.get("runs_on", ""),
+            row["precision"],
+            str(row.get("threads", "")),
+            f"{row['megapixels_per_second']:.3g}" if "megapixels_per_second" in row else "",
+            f"{row['images_per_second']:.3g}" if "images_per_second" in row else "",
+            f"{row['vs_pytorch_fp32']:.2f}x" if "vs_pytorch_fp32" in row else "",
+            f"{row['tiling_overhead']:+.0%}" if "tiling_overhead" in row else "",
+            f"{row['onnx_mb']:.2f}" if "onnx_mb" in row else "",
+            row.get("note", ""),
+        ]
+        for row in rows
+    ]
     print("| " + " | ".join(headers) + " |\n" + "| --- " * len(headers) + "|")
     print("\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n")
 

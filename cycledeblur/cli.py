@@ -94,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(deblur)
     deblur.set_defaults(run=run_deblur)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="PSNR/SSIM on paired images, or a no-reference sharpness report without --sharp"
-    )
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM on paired images, or a no-reference sharpness report without --sharp")
     evaluate.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=", Hub model id or .onnx file"))
     evaluate.add_argument("--blur", required=True, type=Path, help="folder of blurred images")
     evaluate.add_argument("--sharp", type=Path, help="folder of sharp images with the same names (optional)")
@@ -105,41 +103,42 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(evaluate)
     evaluate.set_defaults(run=run_evaluate)
 
-    export = commands.add_parser(
-        "export", help="export a generator to ONNX (fp32, fp16 or int8), checked against PyTorch on real images"
-    )
+    export = commands.add_parser("export", help="export a generator to ONNX (fp32, fp16 or int8), checked against PyTorch on real images")
     export.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=" or Hub model id"))
     export.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
     export.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: 18)")
     export.add_argument(
-        "--dynamic", action="store_true",
+        "--dynamic",
+        action="store_true",
         help="any batch size and image size (multiples of the stride); default: one image of --input-size",
-    )  # fmt: skip
+    )
     export.add_argument(
         "--input-size", type=int, default=None, metavar="N", help="without --dynamic: the input's height and width (default 512)"
     )
-    export.add_argument(
-        "--fp16", action="store_true", help="float16 weights and arithmetic (inputs and outputs stay float32)"
-    )
+    export.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic (inputs and outputs stay float32)")
     export.add_argument("--int8", action="store_true", help="also write OUT.int8.onnx, statically quantized")
     export.add_argument(
-        "--calibration", type=Path, metavar="DIR",
-        help="for --int8: blurred images, or blur/ and sharp/ with the same names; the last quarter is held out"
-        " and scored",
-    )  # fmt: skip
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="for --int8: blurred images, or blur/ and sharp/ with the same names; the last quarter is held out and scored",
+    )
     export.add_argument(
-        "--calibration-percentile", type=float, default=None, metavar="P",
+        "--calibration-percentile",
+        type=float,
+        default=None,
+        metavar="P",
         help="for --int8: each activation's range covers this percentile of its calibration values (default 99.9)",
-    )  # fmt: skip
+    )
     export.add_argument(
-        "--check-images", type=Path, metavar="DIR",
+        "--check-images",
+        type=Path,
+        metavar="DIR",
         help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images)",
-    )  # fmt: skip
+    )
     export.set_defaults(run=run_export)
 
-    models = commands.add_parser(
-        "models", help=f"list the models bundled with cycledeblur, usable by name (--model {DEFAULT_MODEL})"
-    )
+    models = commands.add_parser("models", help=f"list the models bundled with cycledeblur, usable by name (--model {DEFAULT_MODEL})")
     models.set_defaults(run=run_models)
 
     push = commands.add_parser("push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub")
@@ -147,17 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--repo-id", required=True, help="Hub model repo, USER/NAME or ORG/NAME (created if missing)")
     push.add_argument("--private", action="store_true", help="create the repo private (an existing one keeps its visibility)")
     push.add_argument(
-        "--include-discriminators", action="store_true",
+        "--include-discriminators",
+        action="store_true",
         help="also the reblurring generator and the discriminators, from the run's newest checkpoint",
-    )  # fmt: skip
+    )
     push.add_argument("--revision", help="branch to commit to, created from main if missing (default: main)")
     push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login); never written anywhere")
     push.add_argument("--data-card", help="the training data's card: a Markdown file (uploaded as data_card.md) or a URL")
     push.add_argument("--license", help="the weights' licence, as a Hub licence id (default: apache-2.0)")
     push.add_argument(
-        "--dry-run", type=Path, metavar="OUT_DIR",
+        "--dry-run",
+        type=Path,
+        metavar="OUT_DIR",
         help="write the folder that would be uploaded to OUT_DIR (new or empty) and contact nothing",
-    )  # fmt: skip
+    )
     push.set_defaults(run=run_push)
     return parser
 
@@ -165,23 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML config (defaults: configs/default.yaml settings)")
     parser.add_argument(
-        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
         help="continue from the newest checkpoint of output_dir, or from PATH (a checkpoint or run folder)",
-    )  # fmt: skip
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"],
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
         help="autocast precision (default fp32); an ONNX model's is set at export",
-    )  # fmt: skip
+    )
     parser.add_argument("--tile", type=int, default=None, help="process images larger than this as tiles (pixels)")
     parser.add_argument(
-        "--tile-overlap", type=int, default=None,
+        "--tile-overlap",
+        type=int,
+        default=None,
         help="overlap of neighbouring tiles in pixels (default 32, at most a quarter of a fixed-size ONNX input)",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
 
 
@@ -220,9 +229,15 @@ def run_synth(args: argparse.Namespace) -> int:
     from .synth import synthesize_folder
 
     summary = synthesize_folder(
-        args.sharp, args.out, kind=args.kind, seed=args.seed, paired=args.paired,
-        noise_sigma=args.noise, jpeg_quality=args.jpeg, save_kernels=args.save_kernels,
-    )  # fmt: skip
+        args.sharp,
+        args.out,
+        kind=args.kind,
+        seed=args.seed,
+        paired=args.paired,
+        noise_sigma=args.noise,
+        jpeg_quality=args.jpeg,
+        save_kernels=args.save_kernels,
+    )
     Console().print(summary)
     return 0
 

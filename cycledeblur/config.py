@@ -470,9 +470,7 @@ def _convert(expected: Any, value: Any, key: str) -> Any:
         key_type, value_type = typing.get_args(expected)
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return {
-            _convert(key_type, k, f"{key} key {k!r}"): _convert(value_type, v, f"{key}[{k!r}]") for k, v in value.items()
-        }
+        return {_convert(key_type, k, f"{key} key {k!r}"): _convert(value_type, v, f"{key}[{k!r}]") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(expected):
             return None
@@ -529,9 +527,7 @@ def _build_network(raw: Any, key: str) -> NetworkConfig:
         if option in DERIVED_NETWORK_ARGS:
             raise ConfigError(f"{key}.{option} is set from data.channels; remove it from the config")
         if option not in allowed:
-            raise ConfigError(
-                f"unknown config key '{key}.{option}' for {key} {name!r}; valid keys: name, {', '.join(allowed)}"
-            )
+            raise ConfigError(f"unknown config key '{key}.{option}' for {key} {name!r}; valid keys: name, {', '.join(allowed)}")
         converted[option] = _convert(parameters[option].annotation, value, f"{key}.{option}")
     return NetworkConfig(name, converted)
 

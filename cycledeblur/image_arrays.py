@@ -64,9 +64,7 @@ def _decoded(source: str | Path | bytes, channels: int, name: str) -> tuple[np.n
     return np.ascontiguousarray(adapt_channels(array.transpose(2, 0, 1), channels, name)), image_format
 
 
-def read_image_array(
-    source: str | Path | bytes, channels: int, name: str | None = None
-) -> tuple[np.ndarray, ImageFormat]:
+def read_image_array(source: str | Path | bytes, channels: int, name: str | None = None) -> tuple[np.ndarray, ImageFormat]:
     """Decode an image file (or its bytes) to a float32 C x H x W array in [0, 1] with `channels` channels, and the
     format it was stored in, its color profile and georeferencing included (so an output can be written back
     alike)."""

@@ -51,9 +51,7 @@ def check_pixel_count(width: int, height: int) -> None:
     """Refuse (ValueError) an image of more pixels than the limit, before it is decoded."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
-        raise ValueError(
-            f"{width}x{height} is more than {limit} pixels, the limit against decompression bombs ({_RAISE_THE_LIMIT})"
-        )
+        raise ValueError(f"{width}x{height} is more than {limit} pixels, the limit against decompression bombs ({_RAISE_THE_LIMIT})")
 
 
 def output_name(name: Path) -> Path:
@@ -186,9 +184,7 @@ def _require_pydicom(name: str) -> None:
     try:
         import pydicom  # noqa: F401
     except ImportError:
-        raise ImageFileError(
-            f"cannot read image {name}: a DICOM file, which needs pydicom: pip install 'cycledeblur[medical]'"
-        ) from None
+        raise ImageFileError(f"cannot read image {name}: a DICOM file, which needs pydicom: pip install 'cycledeblur[medical]'") from None
 
 
 def _dicom_pixels(data: bytes) -> np.ndarray:
@@ -297,9 +293,7 @@ def _pil_pixels(image: Image.Image) -> np.ndarray:
     return pixels if pixels.ndim == 3 else pixels[:, :, None]
 
 
-def write_pixels(
-    pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | None = None, geotiff_tags: tuple[TiffTag, ...] = ()
-) -> None:
+def write_pixels(pixels: np.ndarray, path: str | Path, *, icc_profile: bytes | None = None, geotiff_tags: tuple[TiffTag, ...] = ()) -> None:
     """Write an H x W x C array (uint8, uint16 or float32) keeping its depth, with `icc_profile` embedded if given
     (BMP has no place for one) and `geotiff_tags` in a TIFF: TIFF via tifffile, 16-bit gray+alpha or color PNG via
     pypng, all else via Pillow.

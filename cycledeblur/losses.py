@@ -44,9 +44,9 @@ def _discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mo
     if mode == "lsgan":
         loss = F.mse_loss(real_logits, torch.ones_like(real_logits)) + F.mse_loss(fake_logits, torch.zeros_like(fake_logits))
     elif mode == "vanilla":
-        loss = F.binary_cross_entropy_with_logits(
-            real_logits, torch.ones_like(real_logits)
-        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
     elif mode == "hinge":
         loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     else:
@@ -60,9 +60,7 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 # sRGB (D65) -> XYZ, and the D65 white point (IEC 61966-2-1, CIE 15).
-_RGB_TO_XYZ = torch.tensor(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
-)
+_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
 _WHITE = torch.tensor([0.950456, 1.0, 1.088754])
 _LAB_EPSILON, _LAB_KAPPA = 216 / 24389, 24389 / 27
 

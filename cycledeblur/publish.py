@@ -97,9 +97,15 @@ def stage_run(
         shutil.copyfile(card_file, folder / DATA_CARD_FILE)
         files[DATA_CARD_FILE] = "the training data's card"
     card = render_card(
-        config, generator.architecture, steps, model_id=repo_id, license=license,
-        evaluation=evaluation, data_card=card_link, files=files_section(files, repo_id, config, list(partners)),
-    )  # fmt: skip
+        config,
+        generator.architecture,
+        steps,
+        model_id=repo_id,
+        license=license,
+        evaluation=evaluation,
+        data_card=card_link,
+        files=files_section(files, repo_id, config, list(partners)),
+    )
     card.save(folder / "README.md")
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
@@ -207,18 +213,19 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
         else f'{role} = {discriminator_class}.from_pretrained(folder / "{pushed_folders()[role]}")'
         for role in partner_roles
     ]
-    return "\n".join([
-        section,
-        "",
-        "Each folder holds a `config.json` and a `model.safetensors`, as the top does. To fine-tune from all of them:",
-        f"`cycledeblur train ... model.init_from={repo_id}`. To load them:",
-        "",
-        "```python",
-        "from pathlib import Path",
-        "from huggingface_hub import snapshot_download",
-        f"from cycledeblur.models import {discriminator_class}, load_generator",
-        f'folder = Path(snapshot_download("{repo_id}"))',
-        *loads,
-        "```",
-    ])  # fmt: skip
-
+    return "\n".join(
+        [
+            section,
+            "",
+            "Each folder holds a `config.json` and a `model.safetensors`, as the top does. To fine-tune from all of them:",
+            f"`cycledeblur train ... model.init_from={repo_id}`. To load them:",
+            "",
+            "```python",
+            "from pathlib import Path",
+            "from huggingface_hub import snapshot_download",
+            f"from cycledeblur.models import {discriminator_class}, load_generator",
+            f'folder = Path(snapshot_download("{repo_id}"))',
+            *loads,
+            "```",
+        ]
+    )

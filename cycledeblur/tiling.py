@@ -69,13 +69,9 @@ class TiledDeblurrer(ABC):
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be at least 1")
         if input_size is not None and tile not in (None, *input_size):
-            raise UserError(
-                f"--tile {tile}: this model takes only {input_size[0]}x{input_size[1]} inputs (leave --tile out)"
-            )
+            raise UserError(f"--tile {tile}: this model takes only {input_size[0]}x{input_size[1]} inputs (leave --tile out)")
         if input_size is not None and not 0 <= tile_overlap < min(input_size):
-            raise UserError(
-                f"--tile-overlap {tile_overlap} must be smaller than the model's input size {min(input_size)}"
-            )
+            raise UserError(f"--tile-overlap {tile_overlap} must be smaller than the model's input size {min(input_size)}")
         self.channels, self.multiple, self.min_size = channels, multiple, min_size
         self.tile, self.tile_overlap, self.batch_size, self.input_size = tile, tile_overlap, batch_size, input_size
 

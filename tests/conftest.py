@@ -147,9 +147,15 @@ def tiny_config(unpaired, tmp_path):
     def make(*overrides: str, run: str = "run", base: str = "default.yaml"):
         return load_config(
             ROOT / "configs" / base,
-            [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={tmp_path / run}",
-             *TINY_NETWORKS[base], *TINY_TRAINING, *overrides],
-        )  # fmt: skip
+            [
+                f"data.blur={unpaired / 'blur'}",
+                f"data.sharp={unpaired / 'sharp'}",
+                f"output_dir={tmp_path / run}",
+                *TINY_NETWORKS[base],
+                *TINY_TRAINING,
+                *overrides,
+            ],
+        )
 
     return make
 

@@ -12,11 +12,19 @@ from .conftest import TINY_NETWORKS
 
 TINY_BASE = {"width": 4, "encoder_blocks": (0, 1), "middle_blocks": 1, "decoder_blocks": (1, 0)}
 TINY = [
-    *TINY_NETWORKS["adapt.yaml"], "model.generator.width=4", "model.generator.encoder_blocks=[0, 1]",
-    "model.generator.middle_blocks=1", "model.generator.decoder_blocks=[1, 0]", "train.max_steps=2",
-    "train.batch_size=1", "data.crop_size=32", "data.num_workers=0", "train.val_every=1", "train.log_every=1",
+    *TINY_NETWORKS["adapt.yaml"],
+    "model.generator.width=4",
+    "model.generator.encoder_blocks=[0, 1]",
+    "model.generator.middle_blocks=1",
+    "model.generator.decoder_blocks=[1, 0]",
+    "train.max_steps=2",
+    "train.batch_size=1",
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "train.val_every=1",
+    "train.log_every=1",
     "train.sample_size=32",
-]  # fmt: skip
+]
 
 
 @pytest.mark.slow
@@ -24,8 +32,23 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
     out, runs = tmp_path / "out", tmp_path / "runs"
-    arguments = ["--corpus", str(corpus), "--out", str(out), "--runs", str(runs), "--base", str(base),
-                 "--seeds", "0", "1", "--threads", "1", "--set", *TINY]  # fmt: skip
+    arguments = [
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--runs",
+        str(runs),
+        "--base",
+        str(base),
+        "--seeds",
+        "0",
+        "1",
+        "--threads",
+        "1",
+        "--set",
+        *TINY,
+    ]
     assert adapt.main(arguments) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -47,8 +70,9 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
         rows = [json.loads(line) for line in open(f"{run}/logs/metrics.jsonl")]
         assert [row["step"] for row in rows if "val/psnr" in row] == [0, 1, 2]
     val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
-    assert val_pairs == [f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong")
-                         for photo in ("hubble_deep_field", "immunohistochemistry")]  # fmt: skip
+    assert val_pairs == [
+        f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
+    ]
 
 
 @pytest.mark.slow
@@ -56,8 +80,24 @@ def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsy
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
     out = tmp_path / "out"
-    arguments = ["--corpus", str(corpus), "--out", str(out), "--runs", str(tmp_path / "runs"), "--base", str(base),
-                 "--seeds", "0", "--threads", "1", "--deliver", "guard", "--set", *TINY]  # fmt: skip
+    arguments = [
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--base",
+        str(base),
+        "--seeds",
+        "0",
+        "--threads",
+        "1",
+        "--deliver",
+        "guard",
+        "--set",
+        *TINY,
+    ]
     assert adapt.main(arguments) == 0
     (guard,) = json.loads((out / "results.json").read_text())["rows"]["motion"]["guard"].values()
     assert guard["delivered"] == ("trained" if guard["trained"] >= guard["start"] else "start")

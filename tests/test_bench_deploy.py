@@ -17,13 +17,23 @@ from .conftest import CORPUS_SPLITS
 @pytest.mark.slow
 def test_deploy_benchmark_exports_scores_and_times_the_general_model(tmp_path, corpus, capsys):
     general, out, quality_out, runs = (tmp_path / name for name in ("general", "out", "quality", "runs"))
-    build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(
-        general
-    )
+    build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0)).save_pretrained(general)
     arguments = [
-        "--general", str(general), "--corpus", str(corpus), "--quality-out", str(quality_out), "--runs", str(runs),
-        "--out", str(out), "--limit", "1", "--repeats", "1",
-    ]  # fmt: skip
+        "--general",
+        str(general),
+        "--corpus",
+        str(corpus),
+        "--quality-out",
+        str(quality_out),
+        "--runs",
+        str(runs),
+        "--out",
+        str(out),
+        "--limit",
+        "1",
+        "--repeats",
+        "1",
+    ]
     assert deploy.main(arguments) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "deploy.json").read_text())

@@ -14,10 +14,18 @@ from .conftest import TINY_NETWORKS
 
 CROP = 32
 TINY = [
-    *TINY_NETWORKS["cpu-fast.yaml"], "train.max_steps=4", "train.batch_size=1", "data.crop_size=32",
-    "data.num_workers=0", "train.checkpoint_every=4", "train.sample_every=4", "train.log_every=1",
+    *TINY_NETWORKS["cpu-fast.yaml"],
+    "train.max_steps=4",
+    "train.batch_size=1",
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "train.checkpoint_every=4",
+    "train.sample_every=4",
+    "train.log_every=1",
     "train.sample_size=32",
-]  # fmt: skip
+]
+
+
 @pytest.mark.slow
 def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     general = tmp_path / "general"
@@ -25,9 +33,23 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     tiny.save_pretrained(general)
     out, runs = tmp_path / "out", tmp_path / "runs"
     arguments = [
-        "--corpus", str(corpus), "--out", str(out), "--runs", str(runs), "--general", str(general),
-        "--limit", "1", "--seeds", "0", "--crop", str(CROP), "--set", *TINY,
-    ]  # fmt: skip
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--runs",
+        str(runs),
+        "--general",
+        str(general),
+        "--limit",
+        "1",
+        "--seeds",
+        "0",
+        "--crop",
+        str(CROP),
+        "--set",
+        *TINY,
+    ]
     assert quality.main(arguments) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -42,8 +64,15 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     assert list(sets) == [blur_set.key for blur_set in quality.BLUR_SETS]
     for key, blur_set in sets.items():
         records = blur_set["methods"]
-        assert list(records) == ["input", "unsharp", "wiener-gaussian", *(["wiener-true"] if key != "sharp" else []),
-                                 "general", "unpaired", "paired"]  # fmt: skip
+        assert list(records) == [
+            "input",
+            "unsharp",
+            "wiener-gaussian",
+            *(["wiener-true"] if key != "sharp" else []),
+            "general",
+            "unpaired",
+            "paired",
+        ]
         for method in ("unsharp", "wiener-gaussian", "general"):
             assert math.isfinite(records[method]["psnr"]) and 0 < records[method]["ssim"] <= 1, (key, method)
         for method in ("unpaired", "paired"):

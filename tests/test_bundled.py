@@ -101,8 +101,10 @@ def test_a_bundled_folder_missing_files_is_one_line(tmp_path, monkeypatch, photo
     assert main(["deblur", str(photo_folder), "--out", str(tmp_path / "out")]) == 2
     listing, deblurring = capsys.readouterr().err.strip().splitlines()
     assert "general is incomplete" in listing and "no model.safetensors and no README.md and no bundle.json" in listing
-    assert deblurring.endswith(f"{tmp_path / 'general'} has no model.safetensors (reinstall cycledeblur; in a source"
-                               " checkout: python bench/bundle.py RUN --name general)")  # fmt: skip
+    assert deblurring.endswith(
+        f"{tmp_path / 'general'} has no model.safetensors (reinstall cycledeblur; in a source"
+        " checkout: python bench/bundle.py RUN --name general)"
+    )
 
 
 def test_bundle_script_bundles_a_run_with_its_recipe_time_and_table(fine_tuned, tmp_path, capsys):

@@ -22,9 +22,8 @@ def trained_run(unpaired, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
     config = load_config(
         ROOT / "configs" / "default.yaml",
-        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}",
-         *TINY_OVERRIDES, "train.max_steps=3"],
-    )  # fmt: skip
+        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}", *TINY_OVERRIDES, "train.max_steps=3"],
+    )
     train(config)
     return run
 
@@ -41,8 +40,21 @@ def test_synth_command_writes_unpaired_and_paired_sets(photo_folder, tmp_path, c
 
 def test_evaluate_writes_the_documented_json_and_csv(trained_run, paired, tmp_path, capsys):
     out, table = tmp_path / "scores.json", tmp_path / "scores.csv"
-    code = main(["evaluate", "--model", str(trained_run), "--blur", str(paired / "blur"), "--sharp",
-                 str(paired / "sharp"), "--json", str(out), "--csv", str(table)])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(trained_run),
+            "--blur",
+            str(paired / "blur"),
+            "--sharp",
+            str(paired / "sharp"),
+            "--json",
+            str(out),
+            "--csv",
+            str(table),
+        ]
+    )
     assert code == 0
     scores = json.loads(out.read_text())
     assert scores["n_images"] == 6 and scores["kind"] == "paired"
@@ -108,8 +120,7 @@ def test_deblur_keeps_size_channels_and_bit_depth(trained_run, tmp_path):
 
 def test_model_folder_errors_are_user_errors(tmp_path, paired, capsys):
     (tmp_path / "empty").mkdir()
-    code = main(["evaluate", "--model", str(tmp_path / "empty"), "--blur", str(paired / "blur"),
-                 "--sharp", str(paired / "sharp")])  # fmt: skip
+    code = main(["evaluate", "--model", str(tmp_path / "empty"), "--blur", str(paired / "blur"), "--sharp", str(paired / "sharp")])
     assert code == 2
     assert "neither a run folder" in capsys.readouterr().err
 
@@ -118,8 +129,25 @@ def test_deblur_tiles_an_image_larger_than_the_tile(trained_run, tmp_path):
     Image.fromarray(photo("rocket", 200)[:150]).save(tmp_path / "scene.png")  # 200 x 150, tiles of 64
     whole, tiled = tmp_path / "whole", tmp_path / "tiled"
     assert main(["deblur", "--model", str(trained_run), str(tmp_path / "scene.png"), "--out", str(whole)]) == 0
-    assert main(["deblur", "--model", str(trained_run), str(tmp_path / "scene.png"), "--out", str(tiled),
-                 "--tile", "64", "--tile-overlap", "16", "--batch-size", "4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "deblur",
+                "--model",
+                str(trained_run),
+                str(tmp_path / "scene.png"),
+                "--out",
+                str(tiled),
+                "--tile",
+                "64",
+                "--tile-overlap",
+                "16",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     a = np.asarray(Image.open(whole / "scene.png"), dtype=np.float32)
     b = np.asarray(Image.open(tiled / "scene.png"), dtype=np.float32)
     assert a.shape == b.shape == (150, 200, 3)
@@ -130,9 +158,18 @@ def test_train_command_runs_the_shipped_paired_config(paired, tmp_path, capsys):
     """`cycledeblur train --config configs/paired.yaml` (U-Net, conditional PatchGAN), shrunk, on real pairs; and a
     stray file in the pair folders ends in one line naming it."""
     run = tmp_path / "paired-run"
-    arguments = ["train", "--config", "configs/paired.yaml", f"data.blur={paired / 'blur'}",
-                 f"data.sharp={paired / 'sharp'}", f"output_dir={run}", *TINY_NETWORKS["paired.yaml"],
-                 *TINY_TRAINING, "train.max_steps=2", "train.pretrain_steps=1"]  # fmt: skip
+    arguments = [
+        "train",
+        "--config",
+        "configs/paired.yaml",
+        f"data.blur={paired / 'blur'}",
+        f"data.sharp={paired / 'sharp'}",
+        f"output_dir={run}",
+        *TINY_NETWORKS["paired.yaml"],
+        *TINY_TRAINING,
+        "train.max_steps=2",
+        "train.pretrain_steps=1",
+    ]
     assert main(arguments) == 0
     assert json.loads((run / "generator" / "config.json").read_text())["n_downsampling"] == 3
     (paired / "blur" / "stray.png").write_bytes((paired / "blur" / "coffee.png").read_bytes())

@@ -11,8 +11,15 @@ ALL_GENERATORS = "kernel, light, nafnet, resnet, unet, wiener"
 
 
 @pytest.mark.parametrize(
-    ("name", "generator"), [("default.yaml", "resnet"), ("demo.yaml", "resnet"), ("cpu-fast.yaml", "wiener"), ("paired.yaml", "unet"),
-     ("paired-cpu-fast.yaml", "wiener"), ("general.yaml", "nafnet")]
+    ("name", "generator"),
+    [
+        ("default.yaml", "resnet"),
+        ("demo.yaml", "resnet"),
+        ("cpu-fast.yaml", "wiener"),
+        ("paired.yaml", "unet"),
+        ("paired-cpu-fast.yaml", "wiener"),
+        ("general.yaml", "nafnet"),
+    ],
 )
 def test_shipped_configs_load(name, generator):
     config = load_config(ROOT / "configs" / name)
@@ -40,9 +47,16 @@ def test_unquoted_no_is_the_choice_no():
 def test_dotted_overrides_are_typed():
     config = load_config(
         ROOT / "configs" / "default.yaml",
-        ["train.max_steps=7", "train.lr_g=1e-4", "train.betas=[0.9, 0.99]", "data.hflip=false",
-         "model.generator.n_blocks=2", "loss.gan_mode=hinge", "data.blur=some/folder"],
-    )  # fmt: skip
+        [
+            "train.max_steps=7",
+            "train.lr_g=1e-4",
+            "train.betas=[0.9, 0.99]",
+            "data.hflip=false",
+            "model.generator.n_blocks=2",
+            "loss.gan_mode=hinge",
+            "data.blur=some/folder",
+        ],
+    )
     assert config.train.max_steps == 7
     assert config.train.lr_g == pytest.approx(1e-4)  # "1e-4" is a string to YAML 1.1
     assert config.train.betas == (0.9, 0.99)
@@ -114,16 +128,27 @@ def test_cli_config_error_is_one_line_and_exit_code_2(capsys):
 
 
 def test_cli_missing_data_folder_is_a_user_error(tmp_path, capsys):
-    code = main(["train", "--config", str(ROOT / "configs" / "demo.yaml"), f"output_dir={tmp_path}/run",
-                 f"data.blur={tmp_path}/missing", f"data.sharp={tmp_path}/missing"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--config",
+            str(ROOT / "configs" / "demo.yaml"),
+            f"output_dir={tmp_path}/run",
+            f"data.blur={tmp_path}/missing",
+            f"data.sharp={tmp_path}/missing",
+        ]
+    )
     assert code == 2
     assert "no such folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("train.n_critic=0", "train.n_critic must be >= 1"), ("train.ema_decay=1", "train.ema_decay must be in"),
-     ("train.instance_noise=-0.1", "train.instance_noise must be >= 0")],
+    [
+        ("train.n_critic=0", "train.n_critic must be >= 1"),
+        ("train.ema_decay=1", "train.ema_decay must be in"),
+        ("train.instance_noise=-0.1", "train.instance_noise must be >= 0"),
+    ],
 )
 def test_stability_knobs_are_range_checked(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -151,8 +176,10 @@ def test_synthetic_blur_parses_takes_overrides_and_round_trips(tmp_path):
     ("override", "message"),
     [
         ("data.synthetic_blur.motion=-0.5", "data.synthetic_blur.motion is a weight: it must be >= 0, got -0.5"),
-        ("data.synthetic_blur={motion: 0, gaussian: 0, defocus: 0, mixture: 0, identity: 0}",
-         "data.synthetic_blur: at least one of the weights motion, gaussian, defocus, mixture, identity must be > 0"),
+        (
+            "data.synthetic_blur={motion: 0, gaussian: 0, defocus: 0, mixture: 0, identity: 0}",
+            "data.synthetic_blur: at least one of the weights motion, gaussian, defocus, mixture, identity must be > 0",
+        ),
         ("data.synthetic_blur.motion_length=[10, 2]", "data.synthetic_blur.motion_length must be [low, high] with 0 < low"),
         ("data.synthetic_blur.defocus_radius=[0, 2]", "data.synthetic_blur.defocus_radius must be [low, high] with 0 < low"),
         ("data.synthetic_blur.noise_sigma=[-0.01, 0.01]", "data.synthetic_blur.noise_sigma must be [low, high] with 0 <= low"),
@@ -164,7 +191,7 @@ def test_synthetic_blur_parses_takes_overrides_and_round_trips(tmp_path):
         ("data.blur=some/blurred", "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone"),
         ("train.mode=unpaired", "data.synthetic_blur makes the pairs of train.mode=paired from data.sharp alone"),
     ],
-)  # fmt: skip
+)
 def test_synthetic_blur_errors_are_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         load_config(ROOT / "configs" / "general.yaml", [override])

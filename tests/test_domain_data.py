@@ -142,8 +142,18 @@ def test_a_geotiff_scene_keeps_its_georeference_through_deblur(tmp_path):
     write_pixels(bands, tmp_path / "in" / "scene.tif", geotiff_tags=GEOREFERENCE)
     assert read_metadata(tmp_path / "in" / "scene.tif").geotiff_tags == GEOREFERENCE
     model = untrained_generator(tmp_path / "model", channels=4)
-    arguments = ["deblur", "--model", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                 "--tile", "48", "--tile-overlap", "16"]  # fmt: skip
+    arguments = [
+        "deblur",
+        "--model",
+        str(model),
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--tile",
+        "48",
+        "--tile-overlap",
+        "16",
+    ]
     assert main(arguments) == 0
     assert read_metadata(tmp_path / "out" / "scene.tif").geotiff_tags == GEOREFERENCE
     assert read_metadata(tmp_path / "in" / "scene.tif").geotiff_tags == GEOREFERENCE

@@ -25,9 +25,7 @@ from cycledeblur.training import train
 from .conftest import ROOT, TINY_NETWORKS, TINY_OVERRIDES, TINY_TRAINING, photo, randomised
 
 # Runs `cycledeblur` with every import of torch failing: what a deployment without PyTorch would see.
-WITHOUT_TORCH = (
-    "import sys; sys.modules['torch'] = None; from cycledeblur.cli import main; sys.exit(main(sys.argv[1:]))"
-)
+WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from cycledeblur.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def train_tiny(unpaired, folder, base: str, *overrides: str):
@@ -36,9 +34,8 @@ def train_tiny(unpaired, folder, base: str, *overrides: str):
     networks = TINY_NETWORKS[base] + TINY_TRAINING if base != "default.yaml" else TINY_OVERRIDES
     config = load_config(
         ROOT / "configs" / base,
-        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={folder}", *networks,
-         *overrides],
-    )  # fmt: skip
+        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={folder}", *networks, *overrides],
+    )
     train(config)
     return folder
 
@@ -46,9 +43,7 @@ def train_tiny(unpaired, folder, base: str, *overrides: str):
 @pytest.fixture(scope="module")
 def resnet_run(unpaired, tmp_path_factory):
     """A tiny ResNet CycleGAN trained on real photos, long enough (and fast enough) to really change a photo."""
-    return train_tiny(
-        unpaired, tmp_path_factory.mktemp("export") / "resnet", "default.yaml", "train.max_steps=6", "train.lr_g=5e-3"
-    )
+    return train_tiny(unpaired, tmp_path_factory.mktemp("export") / "resnet", "default.yaml", "train.max_steps=6", "train.lr_g=5e-3")
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +105,7 @@ def test_dynamic_export_matches_pytorch_and_records_what_the_runtime_needs(dynam
     assert dims == ["batch", 3, "4*height_blocks", "4*width_blocks"]
     metadata = {p.key: p.value for p in model.metadata_props}
     assert metadata[METADATA_PRECISION] == "fp32"
-    assert json.loads(metadata[METADATA_GENERATOR]) == json.loads(
-        (resnet_run / "generator" / "config.json").read_text()
-    )
+    assert json.loads(metadata[METADATA_GENERATOR]) == json.loads((resnet_run / "generator" / "config.json").read_text())
     # No node carries the exporter's stack traces (file paths of the exporting machine).
     assert not any(node.metadata_props for node in model.graph.node)
     assert "power-of-two" not in printed  # the FFT note is for graphs with FFTs
@@ -123,9 +116,19 @@ def test_onnx_deblur_runs_without_torch_and_matches_pytorch(dynamic_export, resn
     whole = run_without_torch("deblur", "--model", str(path), str(odd_inputs), "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     tiled = run_without_torch(
-        "deblur", "--model", str(path), str(odd_inputs), "--out", str(tmp_path / "tiled"),
-        "--tile", "48", "--tile-overlap", "8", "--batch-size", "3",
-    )  # fmt: skip
+        "deblur",
+        "--model",
+        str(path),
+        str(odd_inputs),
+        "--out",
+        str(tmp_path / "tiled"),
+        "--tile",
+        "48",
+        "--tile-overlap",
+        "8",
+        "--batch-size",
+        "3",
+    )
     assert tiled.returncode == 0, tiled.stderr
     generator = resolve_generator(resnet_run)
     pytorch, pytorch_tiled = Deblurrer(generator), Deblurrer(generator, tile=48, tile_overlap=8, batch_size=3)
@@ -160,16 +163,24 @@ def test_evaluate_takes_an_onnx_model(dynamic_export, resnet_run, paired, tmp_pa
     folders = ["--blur", str(paired / "blur"), "--sharp", str(paired / "sharp")]
     assert main(["evaluate", "--model", str(path), *folders, "--json", str(tmp_path / "onnx.json")]) == 0
     assert main(["evaluate", "--model", str(resnet_run), *folders, "--json", str(tmp_path / "torch.json")]) == 0
-    onnx_scores, torch_scores = (
-        json.loads((tmp_path / f"{name}.json").read_text())["output"] for name in ("onnx", "torch")
-    )
+    onnx_scores, torch_scores = (json.loads((tmp_path / f"{name}.json").read_text())["output"] for name in ("onnx", "torch"))
     assert onnx_scores["psnr"] == pytest.approx(torch_scores["psnr"], abs=0.01)
 
 
 def test_fixed_size_fp16_export_tiles_at_its_size(resnet_run, odd_inputs, paired, tmp_path, capsys):
     path = tmp_path / "fixed.onnx"
-    args = ["export", "--model", str(resnet_run), "--onnx", str(path), "--input-size", "46", "--fp16",
-            "--check-images", str(paired / "blur")]  # fmt: skip
+    args = [
+        "export",
+        "--model",
+        str(resnet_run),
+        "--onnx",
+        str(path),
+        "--input-size",
+        "46",
+        "--fp16",
+        "--check-images",
+        str(paired / "blur"),
+    ]
     assert main(args) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "fp16" in printed and "input 1x3x48x48" in printed  # 46 rounded up to the stride
@@ -186,9 +197,7 @@ def test_fixed_size_fp16_export_tiles_at_its_size(resnet_run, odd_inputs, paired
     assert main(["deblur", "--model", str(path), str(odd_inputs), "--out", str(out), "--tile", "64"]) == 2
     assert main(["deblur", "--model", str(path), str(odd_inputs), "--out", str(out), "--precision", "bf16"]) == 2
     errors = " ".join(capsys.readouterr().err.split())
-    assert (
-        "--batch-size 2: this model takes batches of 1" in errors and "--tile 64: this model takes only 48x48" in errors
-    )
+    assert "--batch-size 2: this model takes batches of 1" in errors and "--tile 64: this model takes only 48x48" in errors
     assert "precision is set at export (this one: fp16)" in errors
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         assert main(["deblur", "--model", str(path), str(odd_inputs), "--out", str(out), "--device", "cuda"]) == 2
@@ -228,9 +237,7 @@ def test_nafnet_exports(paired, tmp_path, options):
         assert np.abs(OnnxDeblurrer(path).deblur(image) - expected).max() < 1e-3
 
 
-def test_an_export_that_differs_from_pytorch_fails_and_writes_nothing(
-    resnet_run, paired, tmp_path, monkeypatch, capsys
-):
+def test_an_export_that_differs_from_pytorch_fails_and_writes_nothing(resnet_run, paired, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(to_onnx.PARITY_TOLERANCE, "fp32", 0.0)
     path = tmp_path / "model.onnx"
     args = [
@@ -265,18 +272,30 @@ def test_export_and_onnx_model_errors_are_one_line(resnet_run, paired, odd_input
         assert message in capsys.readouterr().err
     # The sharp -> blurred kernel generator (a training partner, not a deblurrer) exports for one size only.
     build_generator("kernel", kernel_size=9, base_channels=4).save_pretrained(tmp_path / "kernel")
-    args = ["--model", str(tmp_path / "kernel"), "--onnx", str(tmp_path / "kernel.onnx"), "--dynamic",
-            "--check-images", str(paired / "blur")]  # fmt: skip
+    args = [
+        "--model",
+        str(tmp_path / "kernel"),
+        "--onnx",
+        str(tmp_path / "kernel.onnx"),
+        "--dynamic",
+        "--check-images",
+        str(paired / "blur"),
+    ]
     assert main(["export", *args]) == 2
     error = capsys.readouterr().err
     assert "cannot export the kernel generator to ONNX: <class 'TypeError'>" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "kernel.onnx").exists()
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07not a protobuf at all")
-    foreign = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["x"], ["y"])], "foreign",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-    ), ir_version=8, opset_imports=[onnx.helper.make_opsetid("", 18)])  # fmt: skip
+    foreign = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "foreign",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        ),
+        ir_version=8,
+        opset_imports=[onnx.helper.make_opsetid("", 18)],
+    )
     onnx.save(foreign, str(tmp_path / "foreign.onnx"))
     deblur_cases = {
         ("--model", str(tmp_path / "corrupt.onnx")): "onnxruntime cannot load it",

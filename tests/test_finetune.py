@@ -56,8 +56,17 @@ def test_a_gray_model_from_an_rgb_one_computes_the_mean_of_its_corrections(tmp_p
 
 def test_fine_tuning_gray_from_rgb_with_a_frozen_encoder(tiny_config, released, tmp_path):
     run = train_released(tiny_config, released)
-    tuned = train(tiny_config("data.channels=1", f"model.init_from={run}", "train.freeze=[encoder]",
-                              "train.freeze_steps=2", "train.max_steps=3", "train.checkpoint_every=2", run="gray"))  # fmt: skip
+    tuned = train(
+        tiny_config(
+            "data.channels=1",
+            f"model.init_from={run}",
+            "train.freeze=[encoder]",
+            "train.freeze_steps=2",
+            "train.max_steps=3",
+            "train.checkpoint_every=2",
+            run="gray",
+        )
+    )
     source = load_file(run / "generator" / "model.safetensors")
     at_two = load_file(tmp_path / "gray" / "checkpoints" / "step_0000002" / "model.safetensors")
     at_three = load_file(tmp_path / "gray" / "checkpoints" / "step_0000003" / "model.safetensors")
@@ -80,8 +89,16 @@ def test_a_four_band_run_starts_from_an_rgb_model(tiny_config, released, unpaire
             rgb = np.asarray(Image.open(path).convert("RGB"))
             band = rgb.mean(axis=2, keepdims=True).astype(np.uint8)
             Image.fromarray(np.concatenate([rgb, band], axis=2), mode="RGBA").save(tmp_path / side / path.name)
-    tuned = train(tiny_config("data.channels=4", f"data.blur={tmp_path / 'blur'}", f"data.sharp={tmp_path / 'sharp'}",
-                              f"model.init_from={run}", "train.max_steps=2", run="bands"))  # fmt: skip
+    tuned = train(
+        tiny_config(
+            "data.channels=4",
+            f"data.blur={tmp_path / 'blur'}",
+            f"data.sharp={tmp_path / 'sharp'}",
+            f"model.init_from={run}",
+            "train.max_steps=2",
+            run="bands",
+        )
+    )
     weights = load_file(tuned / "model.safetensors")
     assert weights["encoder.0.weight"].shape[1] == 4 and weights["head.weight"].shape[0] == 4
 
@@ -154,9 +171,16 @@ def fine_tune(config_name: str, data, tuned):
     tiny reblurring generator and discriminators, for 2 steps."""
     from cycledeblur.cli import main
 
-    arguments = ["train", "--config", str(ROOT / "configs" / config_name), f"data.blur={data / 'blur'}",
-                 f"data.sharp={data / 'sharp'}", f"output_dir={tuned}", *TINY_NETWORKS["adapt.yaml"],
-                 *TINY_GENERAL_RUN]  # fmt: skip
+    arguments = [
+        "train",
+        "--config",
+        str(ROOT / "configs" / config_name),
+        f"data.blur={data / 'blur'}",
+        f"data.sharp={data / 'sharp'}",
+        f"output_dir={tuned}",
+        *TINY_NETWORKS["adapt.yaml"],
+        *TINY_GENERAL_RUN,
+    ]
     assert main(arguments) == 0
     return tuned
 

@@ -219,9 +219,7 @@ def test_arguments_that_json_cannot_hold_are_refused():
 def test_registry():
     with pytest.raises(ConfigError, match="unknown generator 'vae'; valid generators: kernel, light, nafnet, resnet, unet"):
         GENERATORS.get("vae")
-    with pytest.raises(
-        ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: multiscale_patchgan, patchgan"
-    ):
+    with pytest.raises(ConfigError, match="unknown discriminator 'stylegan'; valid discriminators: multiscale_patchgan, patchgan"):
         build_discriminator("stylegan")
     parameters = GENERATORS.parameters("resnet")
     assert list(parameters)[:3] == ["in_channels", "out_channels", "base_channels"]
@@ -500,8 +498,15 @@ def test_nafnet_round_trips_with_tuple_options(tmp_path, astronaut):
     generator = randomised(NAFNetGenerator(**TINY_NAFNET)).eval()
     generator.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert config == {"architecture": "nafnet", "in_channels": 3, "out_channels": 3, "width": 4,
-                      "encoder_blocks": [1, 2], "middle_blocks": 1, "decoder_blocks": [2, 1]}  # fmt: skip
+    assert config == {
+        "architecture": "nafnet",
+        "in_channels": 3,
+        "out_channels": 3,
+        "width": 4,
+        "encoder_blocks": [1, 2],
+        "middle_blocks": 1,
+        "decoder_blocks": [2, 1],
+    }
     loaded = load_generator(tmp_path / "saved")
     assert type(loaded) is NAFNetGenerator and loaded.size_multiple == 4
     reference, state = generator.state_dict(), loaded.state_dict()

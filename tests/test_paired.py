@@ -18,8 +18,12 @@ from cycledeblur.training.tracking import read_metrics
 from .conftest import ROOT, STABILITY_KNOBS, TINY_TRAINING, checkpoint_weights
 
 # A plain generator starts far from its target, so its L1 loss has room to fall within a few dozen steps.
-PLAIN_GENERATOR = ("model.generator.residual_output=false", "model.generator.norm=none",
-                   "model.generator.base_channels=8", "train.lr_g=2e-3")  # fmt: skip
+PLAIN_GENERATOR = (
+    "model.generator.residual_output=false",
+    "model.generator.norm=none",
+    "model.generator.base_channels=8",
+    "train.lr_g=2e-3",
+)
 
 
 def paired_data(paired):
@@ -27,8 +31,9 @@ def paired_data(paired):
 
 
 def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_discriminator(tiny_config, paired, tmp_path):
-    config = tiny_config(*paired_data(paired), *PLAIN_GENERATOR, "train.max_steps=40", "train.pretrain_steps=30",
-                         "train.checkpoint_every=40")  # fmt: skip
+    config = tiny_config(
+        *paired_data(paired), *PLAIN_GENERATOR, "train.max_steps=40", "train.pretrain_steps=30", "train.checkpoint_every=40"
+    )
     generator_dir = train(config)
     rows = read_metrics(tmp_path / "run")
     pretraining, adversarial = rows[:30], rows[30:]
@@ -51,9 +56,16 @@ def test_paired_mode_pretrains_on_l1_then_trains_a_conditional_discriminator(tin
 def test_paired_resume_is_exact_across_stages_and_a_progressive_boundary(tiny_config, paired, tmp_path, base):
     """Pretraining ends at step 2, the crops grow at step 6; both are crossed after the resume at step 4. The EMA
     and n_critic (stability knobs) also carry state across it."""
-    common = (*paired_data(paired), "train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=5",
-              "train.batch_size=1", "train.pretrain_steps=2", "data.crop_schedule={0: 24, 6: 32}",
-              *STABILITY_KNOBS)  # fmt: skip
+    common = (
+        *paired_data(paired),
+        "train.max_steps=8",
+        "train.checkpoint_every=4",
+        "train.keep_checkpoints=5",
+        "train.batch_size=1",
+        "train.pretrain_steps=2",
+        "data.crop_schedule={0: 24, 6: 32}",
+        *STABILITY_KNOBS,
+    )
     train(tiny_config(*common, run="straight", base=base))
     train(tiny_config(*common, run="resumed", base=base), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000004"))
     straight, resumed = checkpoint_weights(tmp_path / "straight", 8), checkpoint_weights(tmp_path / "resumed", 8)
@@ -66,8 +78,7 @@ def test_paired_resume_is_exact_across_stages_and_a_progressive_boundary(tiny_co
 
 def test_progressive_resolution_trains_at_each_scheduled_size(tiny_config, tmp_path):
     """The image pool holds the fakes the discriminator saw: 24 px ones before the boundary, 32 px ones after it."""
-    config = tiny_config("train.max_steps=6", "train.checkpoint_every=3", "train.keep_checkpoints=2",
-                         "data.crop_schedule={0: 24, 3: 32}")  # fmt: skip
+    config = tiny_config("train.max_steps=6", "train.checkpoint_every=3", "train.keep_checkpoints=2", "data.crop_schedule={0: 24, 3: 32}")
     assert [config.data.crop_size_at(step) for step in (0, 2, 3, 100)] == [24, 24, 32, 32]
     train(config)
     for step, size in ((3, 24), (6, 32)):
@@ -82,8 +93,13 @@ def test_semi_paired_training_learns_from_a_single_pair(tiny_config, paired, tmp
     for side in ("blur", "sharp"):
         (few / side).mkdir(parents=True)
         shutil.copy(paired / side / "coffee.png", few / side / "coffee.png")
-    config = tiny_config(*PLAIN_GENERATOR, "train.max_steps=30", f"data.paired_blur={few / 'blur'}",
-                         f"data.paired_sharp={few / 'sharp'}", "loss.paired_l1=10")  # fmt: skip
+    config = tiny_config(
+        *PLAIN_GENERATOR,
+        "train.max_steps=30",
+        f"data.paired_blur={few / 'blur'}",
+        f"data.paired_sharp={few / 'sharp'}",
+        "loss.paired_l1=10",
+    )
     generator_dir = train(config)
     l1 = [row["loss/paired_l1"] for row in read_metrics(tmp_path / "run")]
     assert len(l1) == 30 and sum(l1[-5:]) < 0.7 * sum(l1[:5]), l1
@@ -97,8 +113,7 @@ def test_pairs_match_by_relative_name_whatever_the_extension(paired, tmp_path):
         with Image.open(path) as image:
             image.save(path.with_suffix(".tif"))
         path.unlink()
-    blurred, sharp = load_pairs(str(blur), str(paired / "sharp"), split="train", image_column="image",
-                                keys=("data.blur", "data.sharp"))  # fmt: skip
+    blurred, sharp = load_pairs(str(blur), str(paired / "sharp"), split="train", image_column="image", keys=("data.blur", "data.sharp"))
     names = [[record["path"].rsplit("/", 1)[1].split(".")[0] for record in side["image"]] for side in (blurred, sharp)]
     assert names[0] == names[1] and len(names[0]) == 6
     config = load_config(None, ["data.crop_size=32"]).data
@@ -118,8 +133,7 @@ def test_pair_errors_name_the_file(paired, tmp_path):
     (sharp / "tea.png").rename(sharp / "coffee.png")
     with Image.open(sharp / "rocket.png") as image:
         image.crop((0, 0, 64, 80)).save(sharp / "rocket.png")
-    blurred, sharp_set = load_pairs(str(paired / "blur"), str(sharp), split="train", image_column="image",
-                                    keys=("data.blur", "data.sharp"))  # fmt: skip
+    blurred, sharp_set = load_pairs(str(paired / "blur"), str(sharp), split="train", image_column="image", keys=("data.blur", "data.sharp"))
     row = [record["path"].endswith("rocket.png") for record in blurred["image"]].index(True)
     strict = load_config(None, ["data.crop_size=32", "data.strict=true"]).data
     with pytest.raises(UserError, match=r"rocket.png .*rocket.png: the images differ in size"):
@@ -162,8 +176,7 @@ def test_general_recipe_trains_without_a_discriminator_on_pairs_blurred_in_the_l
     """configs/general.yaml, tiny: NAFNet on sharp photos blurred in the loader, `loss.adv_deblur: 0`. Stopped at
     step 2 (mid-epoch: 6 photos, batches of 2) and resumed, it ends as the uninterrupted run, the EMA it delivers
     included."""
-    common = ("data.blur=", f"data.sharp={photo_folder}", "train.max_steps=6", "train.checkpoint_every=2",
-              "train.keep_checkpoints=3")  # fmt: skip
+    common = ("data.blur=", f"data.sharp={photo_folder}", "train.max_steps=6", "train.checkpoint_every=2", "train.keep_checkpoints=3")
     train(tiny_config(*common, run="straight", base="general.yaml"))
     train(tiny_config(*common, run="resumed", base="general.yaml"), resume=str(tmp_path / "straight" / "checkpoints" / "step_0000002"))
     straight, resumed = checkpoint_weights(tmp_path / "straight", 6), checkpoint_weights(tmp_path / "resumed", 6)
@@ -194,8 +207,15 @@ def test_general_recipe_trains_without_a_discriminator_on_pairs_blurred_in_the_l
 )
 def test_general_recipe_network_errors_are_one_line(photo_folder, tmp_path, capsys, override, message):
     """The shipped NAFNet (4 levels), with options that cannot build it or a crop it cannot take."""
-    args = ["train", "--config", str(ROOT / "configs" / "general.yaml"), f"data.sharp={photo_folder}",
-            f"output_dir={tmp_path / 'run'}", *TINY_TRAINING, override]  # fmt: skip
+    args = [
+        "train",
+        "--config",
+        str(ROOT / "configs" / "general.yaml"),
+        f"data.sharp={photo_folder}",
+        f"output_dir={tmp_path / 'run'}",
+        *TINY_TRAINING,
+        override,
+    ]
     assert main(args) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1, error

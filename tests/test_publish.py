@@ -29,9 +29,17 @@ NETWORK_FILES = ["README.md", "config.json", "model.safetensors"]
 def train_tiny(run: Path, data: Path, base: str, *overrides: str) -> Path:
     config = load_config(
         ROOT / "configs" / base,
-        [f"data.blur={data / 'blur'}", f"data.sharp={data / 'sharp'}", f"output_dir={run}", *TINY_NETWORKS[base],
-         *TINY_TRAINING, "train.max_steps=2", "train.checkpoint_every=2", *overrides],
-    )  # fmt: skip
+        [
+            f"data.blur={data / 'blur'}",
+            f"data.sharp={data / 'sharp'}",
+            f"output_dir={run}",
+            *TINY_NETWORKS[base],
+            *TINY_TRAINING,
+            "train.max_steps=2",
+            "train.checkpoint_every=2",
+            *overrides,
+        ],
+    )
     train(config)
     reset_accelerate_state()
     return run
@@ -77,16 +85,33 @@ def same_weights(network: torch.nn.Module, path: Path) -> bool:
 
 def test_push_uploads_the_generator_its_partners_and_a_model_card(evaluated_run, hub, capsys):
     run = evaluated_run
-    command = ["push", "--model", str(run), "--repo-id", REPO, "--include-discriminators", "--private",
-               "--revision", "dev", "--token", SECRET, "--data-card", str(ROOT / "data_cards" / "demo.md")]  # fmt: skip
+    command = [
+        "push",
+        "--model",
+        str(run),
+        "--repo-id",
+        REPO,
+        "--include-discriminators",
+        "--private",
+        "--revision",
+        "dev",
+        "--token",
+        SECRET,
+        "--data-card",
+        str(ROOT / "data_cards" / "demo.md"),
+    ]
     assert main(command) == 0
 
     create_repo, create_branch, upload = hub.calls
     assert (create_repo.name, create_repo.args, create_repo.kwargs) == (
-        "create_repo", (REPO,), {"private": True, "exist_ok": True, "repo_type": "model"}
+        "create_repo",
+        (REPO,),
+        {"private": True, "exist_ok": True, "repo_type": "model"},
     )
     assert (create_branch.name, create_branch.args, create_branch.kwargs) == (
-        "create_branch", (REPO,), {"branch": "dev", "exist_ok": True, "repo_type": "model"}
+        "create_branch",
+        (REPO,),
+        {"branch": "dev", "exist_ok": True, "repo_type": "model"},
     )
     assert upload.name == "upload_folder" and upload.kwargs["repo_id"] == REPO and upload.kwargs["revision"] == "dev"
     assert {call.token for call in hub.calls} == {SECRET}  # the token reaches HfApi, and (below) nothing else

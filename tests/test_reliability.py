@@ -27,18 +27,37 @@ from cycledeblur.training.session import TrainingSession
 
 from .conftest import ROOT, TINY_OVERRIDES, checkpoint_weights
 
-STEPS = ("train.max_steps=10", "train.checkpoint_every=2", "train.keep_checkpoints=2", "train.batch_size=1",
-         "train.pool_size=2", "train.ema_decay=0.9")  # fmt: skip
+STEPS = (
+    "train.max_steps=10",
+    "train.checkpoint_every=2",
+    "train.keep_checkpoints=2",
+    "train.batch_size=1",
+    "train.pool_size=2",
+    "train.ema_decay=0.9",
+)
 
 
 def harness(unpaired, run_dir, point: str, signal_name: str, resume: bool) -> subprocess.CompletedProcess:
     """`cycledeblur train` of the tiny run in a fresh process, sent `signal_name` at `point` (see kill_harness.py)."""
-    arguments = ["--config", str(ROOT / "configs" / "default.yaml"), *(["--resume"] if resume else []),
-                 f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run_dir}",
-                 *TINY_OVERRIDES, *STEPS]  # fmt: skip
+    arguments = [
+        "--config",
+        str(ROOT / "configs" / "default.yaml"),
+        *(["--resume"] if resume else []),
+        f"data.blur={unpaired / 'blur'}",
+        f"data.sharp={unpaired / 'sharp'}",
+        f"output_dir={run_dir}",
+        *TINY_OVERRIDES,
+        *STEPS,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "tests" / "kill_harness.py"), point, signal_name, *arguments],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "kill_harness.py"), point, signal_name, *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def steps_of(run_dir) -> list[int]:
@@ -215,9 +234,15 @@ def test_two_processes_get_disjoint_data_and_resume_mid_epoch_where_they_were(ti
 def test_a_nan_is_caught_within_ten_steps_between_sparse_log_steps(tiny_config, tmp_path):
     """Logging every 1000 steps, the losses are still checked every 10 steps (one host sync each), so a blown-up run
     stops at step 10 naming a loss term, not at its next log step."""
-    config = tiny_config("train.max_steps=40", "train.log_every=1000", "train.checkpoint_every=1000",
-                         "train.lr_g=1e4", "train.lr_d=1e4", "model.generator.residual_output=false",
-                         "model.generator.norm=none")  # fmt: skip
+    config = tiny_config(
+        "train.max_steps=40",
+        "train.log_every=1000",
+        "train.checkpoint_every=1000",
+        "train.lr_g=1e4",
+        "train.lr_d=1e4",
+        "model.generator.residual_output=false",
+        "model.generator.norm=none",
+    )
     with pytest.raises(TrainingDiverged, match=r"training diverged by step 10: loss/\w+ is (nan|inf)"):
         train(config)
 
@@ -232,8 +257,16 @@ def test_a_full_disk_outside_checkpoints_is_one_line_too(unpaired, tmp_path, cap
 
     monkeypatch.setattr(samples, "save_image", disk_full)
     run = tmp_path / "run"
-    arguments = ["train", "--config", str(ROOT / "configs" / "default.yaml"), f"data.blur={unpaired / 'blur'}",
-                 f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}", *TINY_OVERRIDES, "train.max_steps=2"]  # fmt: skip
+    arguments = [
+        "train",
+        "--config",
+        str(ROOT / "configs" / "default.yaml"),
+        f"data.blur={unpaired / 'blur'}",
+        f"data.sharp={unpaired / 'sharp'}",
+        f"output_dir={run}",
+        *TINY_OVERRIDES,
+        "train.max_steps=2",
+    ]
     assert main(arguments) == 2
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]

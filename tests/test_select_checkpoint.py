@@ -11,8 +11,16 @@ from cycledeblur.training import train
 
 @pytest.mark.slow
 def test_every_checkpoint_is_scored_on_val_and_the_best_is_delivered(tiny_config, photo_folder, corpus, tmp_path, capsys):
-    train(tiny_config("data.blur=", f"data.sharp={photo_folder}", "train.max_steps=4", "train.checkpoint_every=2",
-                      "train.keep_checkpoints=3", base="general.yaml"))  # fmt: skip
+    train(
+        tiny_config(
+            "data.blur=",
+            f"data.sharp={photo_folder}",
+            "train.max_steps=4",
+            "train.checkpoint_every=2",
+            "train.keep_checkpoints=3",
+            base="general.yaml",
+        )
+    )
     run, out = tmp_path / "run", tmp_path / "select"
 
     assert select_checkpoint.main([str(run), "--out", str(out), "--corpus", str(corpus), "--deliver"]) == 0

@@ -179,9 +179,7 @@ def test_blur_is_a_true_convolution_with_reflected_edges():
     np.testing.assert_allclose(blurred[-1, :-1], image[-2, 1:], atol=1e-9)
 
 
-@pytest.mark.parametrize(
-    "image", [ASTRONAUT, CAMERA, CAMERA_16, CAMERA.astype(np.float32) / 255], ids=["rgb8", "gray8", "gray16", "float"]
-)
+@pytest.mark.parametrize("image", [ASTRONAUT, CAMERA, CAMERA_16, CAMERA.astype(np.float32) / 255], ids=["rgb8", "gray8", "gray16", "float"])
 def test_blur_keeps_shape_dtype_and_range(image):
     blurred = blur_image(image, gaussian_kernel(np.random.default_rng(0)))
     assert blurred.shape == image.shape and blurred.dtype == image.dtype

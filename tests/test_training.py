@@ -19,18 +19,32 @@ def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
     # A plain (non-residual) generator starts far from the identity, so the cycle loss has room to fall; without
     # instance norm (which strips each channel's mean) a tiny one learns absolute colors within tens of steps.
     config = tiny_config(
-        "train.max_steps=80", "train.checkpoint_every=40", "train.keep_checkpoints=1", "train.sample_every=40",
-        "model.generator.residual_output=false", "model.generator.norm=none", "model.generator.base_channels=8",
-        "loss.tv=0.01", "loss.color=0.1", "train.lr_g=2e-3",
-    )  # fmt: skip
+        "train.max_steps=80",
+        "train.checkpoint_every=40",
+        "train.keep_checkpoints=1",
+        "train.sample_every=40",
+        "model.generator.residual_output=false",
+        "model.generator.norm=none",
+        "model.generator.base_channels=8",
+        "loss.tv=0.01",
+        "loss.color=0.1",
+        "train.lr_g=2e-3",
+    )
     generator_dir = train(config)
     run = tmp_path / "run"
     metrics = read_metrics(run)
     cycle = [row["loss/cycle"] for row in metrics]
     assert len(cycle) == 80
     assert sum(cycle[-10:]) < 0.7 * sum(cycle[:10]), cycle  # batch to batch noise is large: compare 10-step means
-    assert {"loss/adv_deblur", "loss/identity_deblur", "loss/identity_reblur", "loss/tv", "loss/color", "loss/d_sharp",
-            "lr/generator"} <= set(metrics[-1])  # fmt: skip
+    assert {
+        "loss/adv_deblur",
+        "loss/identity_deblur",
+        "loss/identity_reblur",
+        "loss/tv",
+        "loss/color",
+        "loss/d_sharp",
+        "lr/generator",
+    } <= set(metrics[-1])
     assert (run / "config.yaml").is_file()
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000080"]  # keep_checkpoints=1
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000040.png", "step_0000080.png"]
@@ -51,19 +65,33 @@ VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "t
 
 @pytest.mark.parametrize(
     ("base", "accumulation", "knobs"),
-    [("default.yaml", 1, ()), ("default.yaml", 2, ()), ("cpu-fast.yaml", 1, ()), ("default.yaml", 1, STABILITY_KNOBS),
-     ("default.yaml", 1, PROGRESSIVE), ("cpu-fast.yaml", 1, SEMI_PAIRED), ("default.yaml", 1, SPECTRAL_MULTISCALE),
-     ("cpu-fast.yaml", 1, VALIDATION), ("adapt.yaml", 1, VALIDATION)],
-)  # fmt: skip
+    [
+        ("default.yaml", 1, ()),
+        ("default.yaml", 2, ()),
+        ("cpu-fast.yaml", 1, ()),
+        ("default.yaml", 1, STABILITY_KNOBS),
+        ("default.yaml", 1, PROGRESSIVE),
+        ("cpu-fast.yaml", 1, SEMI_PAIRED),
+        ("default.yaml", 1, SPECTRAL_MULTISCALE),
+        ("cpu-fast.yaml", 1, VALIDATION),
+        ("adapt.yaml", 1, VALIDATION),
+    ],
+)
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
     """N steps, stop, resume, N steps == 2N uninterrupted steps, bit for bit (CPU). The cpu-fast recipe's reblur
     generator and instance noise draw random numbers, so this also checks that the random state is restored; the
     knobs also put an EMA (its own state), an n_critic schedule, a crop size change (the image pool must start over
     at the new size) and a third (pair) loader across the resume point."""
     # batch 1 over 3 images per side: the resume point (step 4) falls mid-epoch, so batch skipping is exercised.
-    common = ("train.max_steps=8", "train.checkpoint_every=4", "train.keep_checkpoints=5", "train.batch_size=1",
-              f"train.grad_accum_steps={accumulation}", "train.pool_size=2",
-              *(knob.replace("{paired}", str(paired)) for knob in knobs))  # fmt: skip
+    common = (
+        "train.max_steps=8",
+        "train.checkpoint_every=4",
+        "train.keep_checkpoints=5",
+        "train.batch_size=1",
+        f"train.grad_accum_steps={accumulation}",
+        "train.pool_size=2",
+        *(knob.replace("{paired}", str(paired)) for knob in knobs),
+    )
     train(tiny_config(*common, run="straight", base=base))
     checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
     train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))
@@ -123,8 +151,7 @@ def run_command(args, tmp_path):
 
 
 def cli_overrides(unpaired, run_dir, *extra):
-    return [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run_dir}",
-            *TINY_OVERRIDES, *extra]  # fmt: skip
+    return [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run_dir}", *TINY_OVERRIDES, *extra]
 
 
 @pytest.mark.slow
@@ -138,10 +165,18 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
         extra = ["train.mode=paired", "train.pretrain_steps=1", "data.crop_schedule={0: 24, 3: 32}"]
     data = unpaired if mode == "unpaired" else paired
     run_command(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "train.py", "--config", "configs/default.yaml",
-         *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra)],
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "train.py",
+            "--config",
+            "configs/default.yaml",
+            *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra),
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     for step in (2, 4):
         replicas = json.loads((run / "checkpoints" / f"step_{step:07d}" / "replicas.json").read_text())
         assert replicas["processes"] == 2
@@ -151,11 +186,20 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
     if mode == "unpaired":  # resumed on 2 processes from step 2: step 4 as in the uninterrupted run, bit for bit
         resumed = tmp_path / "ddp-resumed"
         run_command(
-            [torchrun, "--standalone", "--nproc_per_node", "2", "train.py", "--config", "configs/default.yaml",
-             "--resume", str(run / "checkpoints" / "step_0000002"),
-             *cli_overrides(data, resumed, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1")],
+            [
+                torchrun,
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "train.py",
+                "--config",
+                "configs/default.yaml",
+                "--resume",
+                str(run / "checkpoints" / "step_0000002"),
+                *cli_overrides(data, resumed, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1"),
+            ],
             tmp_path,
-        )  # fmt: skip
+        )
         straight, again = checkpoint_weights(run, 4), checkpoint_weights(resumed, 4)
         assert all((straight[name][key] == again[name][key]).all() for name in straight for key in straight[name])
 
@@ -165,11 +209,25 @@ def test_accelerate_launch_runs_train_py(unpaired, tmp_path):
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     run = tmp_path / "launched"
     run_command(
-        [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "train.py", "--config", "configs/demo.yaml",
-         *cli_overrides(unpaired, run, "train.max_steps=3")],
+        [
+            accelerate,
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "train.py",
+            "--config",
+            "configs/demo.yaml",
+            *cli_overrides(unpaired, run, "train.max_steps=3"),
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert [row["step"] for row in read_metrics(run)] == [1, 2, 3]
 
 
@@ -188,8 +246,10 @@ def test_cycle_trains_reblur_switch(photo_folder, cycle_trains_reblur):
     sharp, blurred = photos[0][None] * 2 - 1, photos[1][None] * 2 - 1
     deblur = ResnetGenerator(base_channels=4, n_blocks=1, residual_output=False)
     reblur = KernelBlurGenerator(kernel_size=5, base_channels=4)
-    discriminators = {"discriminator_sharp": PatchDiscriminator(base_channels=4, n_layers=2),
-              "discriminator_blurred": PatchDiscriminator(base_channels=4, n_layers=2)}  # fmt: skip
+    discriminators = {
+        "discriminator_sharp": PatchDiscriminator(base_channels=4, n_layers=2),
+        "discriminator_blurred": PatchDiscriminator(base_channels=4, n_layers=2),
+    }
     loss_cfg = LossConfig(cycle_trains_reblur=cycle_trains_reblur)
     _, _, terms, _ = generator_terms(deblur, reblur, {"reblur": reblur, **discriminators}, blurred, sharp, loss_cfg)
     terms["cycle"].backward()
@@ -248,9 +308,17 @@ def test_divergence_stops_with_one_message_and_keeps_finite_checkpoints(unpaired
     from cycledeblur.cli import main
 
     run = tmp_path / "diverged"
-    overrides = cli_overrides(unpaired, run, "train.max_steps=50", "train.checkpoint_every=1", "train.keep_checkpoints=1",
-                              "train.lr_g=1e4", "train.lr_d=1e4", "model.generator.residual_output=false",
-                              "model.generator.norm=none")  # fmt: skip
+    overrides = cli_overrides(
+        unpaired,
+        run,
+        "train.max_steps=50",
+        "train.checkpoint_every=1",
+        "train.keep_checkpoints=1",
+        "train.lr_g=1e4",
+        "train.lr_d=1e4",
+        "model.generator.residual_output=false",
+        "model.generator.norm=none",
+    )
     assert main(["train", "--config", str(ROOT / "configs" / "default.yaml"), *overrides]) == 2
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -273,8 +341,11 @@ def test_a_kernel_generator_shows_its_kernels_and_their_shape(tiny_config, tmp_p
     assert rows[0]["kernel/size_px"] == pytest.approx(1.5 * 2**0.5, rel=0.2) and rows[0]["kernel/elongation"] < 2
     samples = tmp_path / "run" / "samples"
     assert sorted(p.name for p in samples.iterdir()) == [
-        "step_0000002.png", "step_0000002_kernels.png", "step_0000004.png", "step_0000004_kernels.png",
-    ]  # fmt: skip
+        "step_0000002.png",
+        "step_0000002_kernels.png",
+        "step_0000004.png",
+        "step_0000004_kernels.png",
+    ]
     with Image.open(samples / "step_0000002.png") as grid, Image.open(samples / "step_0000002_kernels.png") as kernels:
         columns, zoomed = (grid.width - 2) // (grid.height // 3), config.model.reblur_generator.options["kernel_size"] * 8
         assert kernels.height == zoomed + 4 and kernels.width == columns * (zoomed + 2) + 2

@@ -21,9 +21,16 @@ def fine_tune(photo_folder, paired, run, *overrides):
     """configs/general.yaml from the bundled model on a few crops, scored on real blurred/sharp pairs."""
     config = load_config(
         ROOT / "configs" / "general.yaml",
-        [f"data.sharp={photo_folder}", f"output_dir={run}", "model.init_from=general",
-         f"data.val_blur={paired / 'blur'}", f"data.val_sharp={paired / 'sharp'}", *TINY_GENERAL_RUN, *overrides],
-    )  # fmt: skip
+        [
+            f"data.sharp={photo_folder}",
+            f"output_dir={run}",
+            "model.init_from=general",
+            f"data.val_blur={paired / 'blur'}",
+            f"data.val_sharp={paired / 'sharp'}",
+            *TINY_GENERAL_RUN,
+            *overrides,
+        ],
+    )
     train(config)
     return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
 
@@ -67,8 +74,12 @@ def test_validation_errors_name_the_key(photo_folder, tmp_path, overrides, error
 
 
 def test_pairs_without_twins_are_one_line(photo_folder, paired, tmp_path):
-    overrides = [f"data.sharp={photo_folder}", f"output_dir={tmp_path / 'run'}",
-                 f"data.val_blur={paired / 'blur'}", f"data.val_sharp={tmp_path}"]  # fmt: skip
+    overrides = [
+        f"data.sharp={photo_folder}",
+        f"output_dir={tmp_path / 'run'}",
+        f"data.val_blur={paired / 'blur'}",
+        f"data.val_sharp={tmp_path}",
+    ]
     with pytest.raises(UserError, match="no file has a twin of the same name in data.val_sharp"):
         train(load_config(ROOT / "configs" / "general.yaml", overrides))
 
@@ -77,9 +88,15 @@ def adapt(unpaired, run, *overrides):
     """configs/adapt.yaml, from the bundled model, on a few crops of real unpaired photos."""
     config = load_config(
         ROOT / "configs" / "adapt.yaml",
-        [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run}",
-         *TINY_NETWORKS["adapt.yaml"], *TINY_GENERAL_RUN, *overrides],
-    )  # fmt: skip
+        [
+            f"data.blur={unpaired / 'blur'}",
+            f"data.sharp={unpaired / 'sharp'}",
+            f"output_dir={run}",
+            *TINY_NETWORKS["adapt.yaml"],
+            *TINY_GENERAL_RUN,
+            *overrides,
+        ],
+    )
     train(config)
     return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
 

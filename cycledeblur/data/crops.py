@@ -105,8 +105,7 @@ class CropDataset(Dataset):
         if min(height, width) < crop:
             if self.config.small_images == "error":
                 raise UserError(
-                    f"{name} is {width}x{height}, smaller than data.crop_size={crop} "
-                    "(set data.small_images=upscale or pad to use it)"
+                    f"{name} is {width}x{height}, smaller than data.crop_size={crop} (set data.small_images=upscale or pad to use it)"
                 )
             if self.config.small_images == "upscale":
                 image = F.resize(image, crop, antialias=True).clamp(0, 1)

@@ -30,8 +30,7 @@ def load_image_source(source: str, *, split: str = "train", image_column: str = 
         raise UserError(f"{key}={source!r}: no such folder (and not a Hub dataset id)")
     if image_column not in dataset.column_names:
         raise UserError(
-            f"{key}={source!r} has no column {image_column!r} (set data.image_column); "
-            f"columns: {', '.join(dataset.column_names)}"
+            f"{key}={source!r} has no column {image_column!r} (set data.image_column); columns: {', '.join(dataset.column_names)}"
         )
     if not isinstance(dataset.features[image_column], datasets.Image):
         raise UserError(f"{key}={source!r}: column {image_column!r} does not hold images")

@@ -83,10 +83,7 @@ def calibration_split(folder: Path) -> CalibrationSplit:
     blur_dir = folder / "blur" if paired else folder
     paths = list_images(blur_dir)
     if len(paths) < 2:
-        raise UserError(
-            f"--calibration {folder}: needs at least 2 images (some calibrate, the others are held out);"
-            f" found {len(paths)}"
-        )
+        raise UserError(f"--calibration {folder}: needs at least 2 images (some calibrate, the others are held out); found {len(paths)}")
     held_count = max(1, len(paths) // 4)
     calibration, held_out = paths[:-held_count][:MAX_CALIBRATION_IMAGES], paths[-held_count:]
     if not paired:
@@ -111,9 +108,7 @@ class ImageCalibration:
         return next(self.inputs, None)
 
 
-def quantize_int8(
-    fp32_path: Path, int8_path: Path, calibration: list[Path], percentile: float = CALIBRATION_PERCENTILE
-) -> None:
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: list[Path], percentile: float = CALIBRATION_PERCENTILE) -> None:
     """Write the int8 version of the exported model `fp32_path`: int8 weights (per output channel) and activations
     (uint8, ranges covering `percentile` of their values on the calibration images), as quantize/dequantize pairs
     that any ONNX runtime reads."""
@@ -131,10 +126,17 @@ def quantize_int8(
         with quiet_quantization_tools():
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
             quantize_static(
-                str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPERATORS,
-                calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": percentile},
-            )  # fmt: skip
+                str(prepared),
+                str(int8_path),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=QUANTIZED_OPERATORS,
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": percentile},
+            )
     except Exception as error:
         raise UserError(f"int8 quantization of {fp32_path} failed: {first_line(error)}") from error
     finally:
@@ -164,8 +166,7 @@ def int8_report(fp32_path: Path, int8_path: Path, split: CalibrationSplit) -> In
 def print_int8(report: Int8Report) -> None:
     split = report.split
     against = "the sharp images" if report.reference == "sharp" else "the fp32 model's output"
-    table = Table(title=f"int8 on {len(split.held_out)} held-out images against {against}"
-                  f" ({len(split.calibration)} calibrated)")  # fmt: skip
+    table = Table(title=f"int8 on {len(split.held_out)} held-out images against {against} ({len(split.calibration)} calibrated)")
     for column in ("model", "file (MB)", "PSNR (dB)", "SSIM"):
         table.add_column(column, justify="left" if column == "model" else "right")
     rows = {"fp32": (report.fp32_bytes, report.fp32_scores), "int8": (report.int8_bytes, report.int8_scores)}

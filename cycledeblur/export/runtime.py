@@ -34,9 +34,7 @@ def execution_providers(device: str) -> list:
     if kind != "cuda" or not (index or "0").isdigit():
         raise UserError(f"--device {device}: an ONNX model runs on cpu, cuda or cuda:N")
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        raise UserError(
-            f"--device {device}: this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
-        )
+        raise UserError(f"--device {device}: this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)")
     return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
 
 
@@ -91,26 +89,25 @@ class OnnxDeblurrer(TiledDeblurrer):
         self.session = open_session(path, device, threads)
         metadata = self.session.get_modelmeta().custom_metadata_map
         if METADATA_SIZE_MULTIPLE not in metadata:
-            raise UserError(
-                f"--model {path}: not exported by `cycledeblur export` (its metadata has no {METADATA_SIZE_MULTIPLE})"
-            )
+            raise UserError(f"--model {path}: not exported by `cycledeblur export` (its metadata has no {METADATA_SIZE_MULTIPLE})")
         self.precision = metadata.get(METADATA_PRECISION, "fp32")
         if precision not in (None, self.precision):
-            raise UserError(
-                f"--precision {precision}: an ONNX model's precision is set at export (this one: {self.precision})"
-            )
+            raise UserError(f"--precision {precision}: an ONNX model's precision is set at export (this one: {self.precision})")
         (model_input,) = self.session.get_inputs()
         self.input_name = model_input.name
         batch, channels, height, width = model_input.shape
         input_size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
         if isinstance(batch, int) and batch_size > batch:
-            raise UserError(
-                f"--batch-size {batch_size}: this model takes batches of {batch} (export it with --dynamic)"
-            )
+            raise UserError(f"--batch-size {batch_size}: this model takes batches of {batch} (export it with --dynamic)")
         super().__init__(
-            channels, int(metadata[METADATA_SIZE_MULTIPLE]), int(metadata.get(METADATA_MIN_SIZE, 1)),
-            tile, tile_overlap, batch_size, input_size,
-        )  # fmt: skip
+            channels,
+            int(metadata[METADATA_SIZE_MULTIPLE]),
+            int(metadata.get(METADATA_MIN_SIZE, 1)),
+            tile,
+            tile_overlap,
+            batch_size,
+            input_size,
+        )
 
     def run_network(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -113,9 +113,17 @@ def export_onnx(
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                network, (example,), path, dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
-                input_names=["blurred"], output_names=["deblurred"], external_data=False, verbose=False,
-            )  # fmt: skip
+                network,
+                (example,),
+                path,
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes=dynamic_shapes,
+                input_names=["blurred"],
+                output_names=["deblurred"],
+                external_data=False,
+                verbose=False,
+            )
     except Exception as error:  # the exporter raises many types, all meaning "this graph cannot be exported"
         reason = exporter_reason(error)
         raise UserError(f"cannot export the {generator.architecture} generator to ONNX: {reason}") from error
@@ -126,12 +134,15 @@ def export_onnx(
     # The exporter files each node's Python stack trace: paths on this machine, and 40% of a small model's bytes.
     for node in model.graph.node:
         del node.metadata_props[:]
-    onnx.helper.set_model_props(model, {
-        METADATA_SIZE_MULTIPLE: str(multiple),
-        METADATA_MIN_SIZE: str(min_size),
-        METADATA_PRECISION: "fp16" if fp16 else "fp32",
-        METADATA_GENERATOR: json.dumps(generator.config_dict(), sort_keys=True),
-    })  # fmt: skip
+    onnx.helper.set_model_props(
+        model,
+        {
+            METADATA_SIZE_MULTIPLE: str(multiple),
+            METADATA_MIN_SIZE: str(min_size),
+            METADATA_PRECISION: "fp16" if fp16 else "fp32",
+            METADATA_GENERATOR: json.dumps(generator.config_dict(), sort_keys=True),
+        },
+    )
     model.doc_string = f"cycledeblur {generator.architecture} generator ({CONFIG_NAME}: {METADATA_GENERATOR})"
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=True)
@@ -145,9 +156,7 @@ def exporter_reason(error: Exception) -> str:
     return first_line(Exception(text.partition("Exception summary")[2] or text))
 
 
-def check_images(
-    folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE
-) -> list[tuple[str, np.ndarray]]:
+def check_images(folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE) -> list[tuple[str, np.ndarray]]:
     """`count` images spread over `folder` (every n-th in name order), centre-cropped to at most `size` x `size`."""
     if not folder.is_dir():
         raise UserError(f"--check-images {folder}: no such folder")

@@ -63,9 +63,7 @@ class HubModel(
         passed = inspect.signature(cls.__init__).bind(None, *args, **kwargs).arguments  # None binds `self`
         invalid = [name for name, value in passed.items() if name != "self" and not _is_json_value(value)]
         if invalid:
-            raise TypeError(
-                f"{cls.__name__} arguments must be int, float, str or bool, or tuples of them: {', '.join(invalid)}"
-            )
+            raise TypeError(f"{cls.__name__} arguments must be int, float, str or bool, or tuples of them: {', '.join(invalid)}")
         return super().__new__(cls, *args, **kwargs)
 
     def config_dict(self) -> dict[str, Any]:
@@ -157,8 +155,7 @@ def hub_errors(subject: str) -> Iterator[None]:
         raise UserError(f"{subject}: neither a folder nor a valid Hub repo id") from None
     except LocalEntryNotFoundError:
         raise UserError(
-            f"{subject}: not a folder, and not in the local Hub cache while the Hub cannot be reached"
-            " (no network, or HF_HUB_OFFLINE=1)"
+            f"{subject}: not a folder, and not in the local Hub cache while the Hub cannot be reached (no network, or HF_HUB_OFFLINE=1)"
         ) from None
     except _HUB_CALL_ERRORS as error:
         raise UserError(f"{subject}: {first_line(error)}") from None

@@ -43,9 +43,7 @@ class EncoderDecoderGenerator(HubModel):
     def set_layout(self, in_channels: int, out_channels: int, n_downsampling: int, residual_output: bool) -> None:
         """Record the attributes the shared parts read; a residual output must have the input's channel count."""
         if residual_output and in_channels != out_channels:
-            raise ConfigError(
-                f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}"
-            )
+            raise ConfigError(f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}")
         self.in_channels = in_channels
         self.n_downsampling = n_downsampling
         self.residual_output = residual_output
@@ -66,8 +64,6 @@ class EncoderDecoderGenerator(HubModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.size_multiple or x.shape[-1] % self.size_multiple:
-            raise ValueError(
-                f"input height and width must be multiples of {self.size_multiple}; got {tuple(x.shape[-2:])}"
-            )
+            raise ValueError(f"input height and width must be multiples of {self.size_multiple}; got {tuple(x.shape[-2:])}")
         correction = self.head(self.features(x))
         return (x + correction).clamp(-1, 1) if self.residual_output else torch.tanh(correction)

@@ -7,9 +7,7 @@ from .layers import NORMS, EncoderDecoderGenerator, check_choice, norm_layer
 from .registry import GENERATORS
 
 
-def depthwise_separable(
-    in_channels: int, out_channels: int, norm: str, *, stride: int = 1, activation: bool = True
-) -> nn.Sequential:
+def depthwise_separable(in_channels: int, out_channels: int, norm: str, *, stride: int = 1, activation: bool = True) -> nn.Sequential:
     """A 3x3 conv per channel, then a 1x1 conv across channels (MobileNet): ~9x fewer multiply-adds than a 3x3 conv."""
     bias = norm == "none"  # a bias before a normalisation is cancelled by its mean subtraction
     layers = [

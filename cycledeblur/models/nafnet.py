@@ -87,8 +87,7 @@ class NAFNetGenerator(HubModel, pipeline_tag="image-to-image"):
             raise ConfigError(f"nafnet adds its output to the input: in_channels {in_channels} != out_channels {out_channels}")
         if len(encoder_blocks) != len(decoder_blocks):
             raise ConfigError(
-                f"encoder_blocks {list(encoder_blocks)} and decoder_blocks {list(decoder_blocks)} must have one entry "
-                "per level each"
+                f"encoder_blocks {list(encoder_blocks)} and decoder_blocks {list(decoder_blocks)} must have one entry per level each"
             )
         if width < 1 or middle_blocks < 0 or min(encoder_blocks + decoder_blocks, default=0) < 0:
             raise ConfigError("width must be >= 1 and block counts >= 0")
@@ -115,9 +114,7 @@ class NAFNetGenerator(HubModel, pipeline_tag="image-to-image"):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-2] % self.size_multiple or images.shape[-1] % self.size_multiple:
-            raise ValueError(
-                f"input height and width must be multiples of {self.size_multiple}; got {tuple(images.shape[-2:])}"
-            )
+            raise ValueError(f"input height and width must be multiples of {self.size_multiple}; got {tuple(images.shape[-2:])}")
         x = self.stem(images)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
@@ -128,4 +125,3 @@ class NAFNetGenerator(HubModel, pipeline_tag="image-to-image"):
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = decoder(up(x) + skip)
         return (images + self.head(x).to(images.dtype)).clamp(-1, 1)
-

@@ -32,9 +32,7 @@ class Registry:
         try:
             return self._classes[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
-            ) from None
+            raise ConfigError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return sorted(self._classes)

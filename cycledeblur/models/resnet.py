@@ -14,13 +14,9 @@ def _normed(conv: nn.Conv2d | nn.ConvTranspose2d, norm: str) -> list[nn.Module]:
     return [conv, norm_layer(norm, conv.out_channels), nn.ReLU(inplace=True)]
 
 
-def _conv(
-    in_channels: int, out_channels: int, kernel_size: int, padding_mode: str, *, stride: int = 1, bias: bool
-) -> nn.Conv2d:
+def _conv(in_channels: int, out_channels: int, kernel_size: int, padding_mode: str, *, stride: int = 1, bias: bool) -> nn.Conv2d:
     """A conv that keeps the image size, or halves it with stride 2."""
-    return nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride, kernel_size // 2, padding_mode=padding_mode, bias=bias
-    )
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, padding_mode=padding_mode, bias=bias)
 
 
 class ResnetBlock(nn.Module):
@@ -82,9 +78,7 @@ class ResnetGenerator(EncoderDecoderGenerator, pipeline_tag="image-to-image"):
                 decoder.append(nn.Upsample(scale_factor=2, mode="nearest"))
                 conv = _conv(widths[level + 1], widths[level], 3, padding, bias=bias)
             else:
-                conv = nn.ConvTranspose2d(
-                    widths[level + 1], widths[level], 3, stride=2, padding=1, output_padding=1, bias=bias
-                )
+                conv = nn.ConvTranspose2d(widths[level + 1], widths[level], 3, stride=2, padding=1, output_padding=1, bias=bias)
             decoder += _normed(conv, norm)
         self.decoder = nn.Sequential(*decoder)
         self.head = _conv(widths[0], out_channels, 7, padding, bias=True)

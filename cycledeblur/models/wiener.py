@@ -49,15 +49,11 @@ class WienerDeblurGenerator(HubModel, pipeline_tag="image-to-image"):
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
-            raise ConfigError(
-                f"deconvolution keeps the channel count: in_channels {in_channels}, out_channels {out_channels}"
-            )
+            raise ConfigError(f"deconvolution keeps the channel count: in_channels {in_channels}, out_channels {out_channels}")
         if not initial_regularization > 0:
             raise ConfigError(f"initial_regularization must be > 0, got {initial_regularization}")
         if refine_layers < 0 or (refine_layers > 0 and refine_channels < 1):
-            raise ConfigError(
-                f"refine_layers must be >= 0 and refine_channels >= 1; got {refine_layers}, {refine_channels}"
-            )
+            raise ConfigError(f"refine_layers must be >= 0 and refine_channels >= 1; got {refine_layers}, {refine_channels}")
         self.in_channels = in_channels
         self.kernel_size = kernel_size
         extras = {"log_regularization": math.log(initial_regularization), "gate_logit": GATE_INIT_LOGIT / GATE_SCALE}
@@ -127,4 +123,4 @@ def wiener_deconvolve(images: torch.Tensor, kernels: torch.Tensor, regularizatio
         restored_imag = (image_imag * kernel_real - image_real * kernel_imag) / denominator
         restored_spectrum = torch.view_as_complex(torch.stack([restored_real, restored_imag], dim=-1))
         restored = torch.fft.irfft2(restored_spectrum, s=(rows, cols))
-        return restored[..., : height, : width]
+        return restored[..., :height, :width]

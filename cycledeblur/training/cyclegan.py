@@ -47,9 +47,12 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
         pairs = None
         if data_cfg.paired_blur:
             pairs = load_pairs(
-                data_cfg.paired_blur, data_cfg.paired_sharp, split=data_cfg.split,
-                image_column=data_cfg.image_column, keys=("data.paired_blur", "data.paired_sharp"),
-            )  # fmt: skip
+                data_cfg.paired_blur,
+                data_cfg.paired_sharp,
+                split=data_cfg.split,
+                image_column=data_cfg.image_column,
+                keys=("data.paired_blur", "data.paired_sharp"),
+            )
     blurred_set = CropDataset(blurred_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
     sharp_set = CropDataset(sharp_images, data_cfg, seed=train_cfg.seed + 1, image_column=data_cfg.image_column)
     loaders = [session.data.loader(blurred_set, seed=train_cfg.seed), session.data.loader(sharp_set, seed=train_cfg.seed + 1)]
@@ -76,7 +79,10 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
     networks = {
-        "deblur": deblur, "reblur": reblur, "discriminator_sharp": discriminator_sharp, "discriminator_blurred": discriminator_blurred
+        "deblur": deblur,
+        "reblur": reblur,
+        "discriminator_sharp": discriminator_sharp,
+        "discriminator_blurred": discriminator_blurred,
     }
     networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d) = NETWORK_SETS["unpaired"].prepare(
         accelerator, networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d
@@ -171,9 +177,7 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     return session.finish(delivered)
 
 
-def generator_terms(
-    deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig, instance_noise: float = 0.0, pair=None
-):
+def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig, instance_noise: float = 0.0, pair=None):
     """The generators' loss terms and their weights, plus the fakes (reused, detached, by the discriminators' step).
     `pair`: an optional (blurred, sharp) batch of true pairs, for the semi-paired L1 term."""
     fake_sharp, fake_blurred = deblur(blurred), reblur(sharp)
@@ -212,9 +216,7 @@ def generator_terms(
     if loss_cfg.color > 0:
         sigma = loss_cfg.color_blur_sigma
         space = loss_cfg.color_space
-        terms["color"] = color_consistency(fake_sharp, blurred, sigma, space) + color_consistency(
-            fake_blurred, sharp, sigma, space
-        )
+        terms["color"] = color_consistency(fake_sharp, blurred, sigma, space) + color_consistency(fake_blurred, sharp, sigma, space)
         weights["color"] = loss_cfg.color
     if pair is not None:
         pair_blurred, pair_sharp = pair

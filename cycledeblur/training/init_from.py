@@ -29,6 +29,7 @@ from ..pretrained import resolve_model
 from .checkpoints import list_checkpoints, network_weights
 from .network_sets import DELIVERED, pushed_folders
 
+
 def initial_weights(source: str) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
     """The source's weights by network role ("deblur", "reblur", "discriminator_sharp", ...), and its image channels."""
     folder = Path(resolve_model(source)).expanduser()

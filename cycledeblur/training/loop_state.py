@@ -45,9 +45,7 @@ def load_loop_state(folder: Path, shared: dict[str, Stateful], own: dict[str, St
 
 def _flatten(objects: dict[str, Stateful]) -> dict[str, torch.Tensor]:
     return {
-        f"{name}.{key}": value.detach().cpu().contiguous()
-        for name, item in objects.items()
-        for key, value in item.state_dict().items()
+        f"{name}.{key}": value.detach().cpu().contiguous() for name, item in objects.items() for key, value in item.state_dict().items()
     }
 
 

@@ -44,6 +44,5 @@ def stop_if_diverged(means: dict[str, float], step: int, run_dir: Path) -> None:
         checkpoints = list_checkpoints(run_dir)
         kept = f"the last checkpoint, {checkpoints[-1]}, is finite" if checkpoints else "no checkpoint was written"
         raise TrainingDiverged(
-            f"training diverged by step {step}: {broken[0]} is {means[broken[0]]} ({kept}); "
-            "lower train.lr_g / train.lr_d and train again"
+            f"training diverged by step {step}: {broken[0]} is {means[broken[0]]} ({kept}); lower train.lr_g / train.lr_d and train again"
         )

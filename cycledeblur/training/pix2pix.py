@@ -36,9 +36,12 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
             pair_set = SyntheticPairDataset(sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
         else:
             blurred_images, sharp_images = load_pairs(
-                data_cfg.blur, data_cfg.sharp, split=data_cfg.split, image_column=data_cfg.image_column,
+                data_cfg.blur,
+                data_cfg.sharp,
+                split=data_cfg.split,
+                image_column=data_cfg.image_column,
                 keys=("data.blur", "data.sharp"),
-            )  # fmt: skip
+            )
             pair_set = PairedCropDataset(blurred_images, sharp_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
     loader, sampler = session.data.loader(pair_set, seed=train_cfg.seed)
 

@@ -56,9 +56,7 @@ def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
         mixed_precision=config.train.mixed_precision,
         dynamo_backend="inductor" if config.train.compile else None,
         # Two loaders of different lengths: an epoch end of either must not force an early optimizer step.
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=config.train.grad_accum_steps, sync_with_dataloader=False
-        ),
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=config.train.grad_accum_steps, sync_with_dataloader=False),
         # Schedules are defined in optimizer steps; Accelerate would otherwise step them once per process.
         step_scheduler_with_optimizer=False,
         # Batches come from pinned memory on a GPU: their copy to the device can overlap the step before.
@@ -117,9 +115,7 @@ class TrainingSession:
             with torch.no_grad():
                 discriminator(torch.zeros(2, discriminator_channels, smallest, smallest))
         except (RuntimeError, ValueError) as error:
-            raise ConfigError(
-                f"{key}={smallest} is too small for model.discriminator (fewer layers or larger crops): {error}"
-            ) from None
+            raise ConfigError(f"{key}={smallest} is too small for model.discriminator (fewer layers or larger crops): {error}") from None
         finally:
             discriminator.load_state_dict(untouched)
 
@@ -306,8 +302,7 @@ class TrainingSession:
         if best_step is not None:
             steps = best_step
             self.accelerator.print(
-                f"delivering the weights of step {steps}, the best on the validation pairs "
-                f"(PSNR {self.validation.best_psnr:.2f} dB)"
+                f"delivering the weights of step {steps}, the best on the validation pairs (PSNR {self.validation.best_psnr:.2f} dB)"
             )
         if self.accelerator.is_main_process:
             write_generator(generator, generator_dir, self.config, steps, self.progress.last_losses)
