@@ -38,6 +38,7 @@ cycledeblur deblur --model {{ model_id }} photo.jpg --out deblurred/
 
 ```python
 from cycledeblur.models import load_generator
+
 generator = load_generator("{{ model_id }}")  # inputs: N x C x H x W in [-1, 1]
 ```
 {% if files %}
