@@ -1,7 +1,6 @@
 """HubModel, the base of every network: config.json + model.safetensors in a folder or a Hub repo."""
 
 import inspect
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,10 +69,9 @@ class HubModel(
         """What config.json holds: the constructor arguments and the family's name."""
         return {**self._hub_mixin_config, "architecture": self.architecture}
 
-    def _save_pretrained(self, save_directory: Path) -> None:
-        super()._save_pretrained(save_directory)
-        # Written here, where the mixin leaves it alone, so that config.json always names the family.
-        (save_directory / CONFIG_NAME).write_text(json.dumps(self.config_dict(), sort_keys=True, indent=2) + "\n")
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:
+        """The mixin's `save_pretrained`, with a config.json that names the family (`config_dict`)."""
+        return super().save_pretrained(save_directory, config=self.config_dict(), **kwargs)
 
     @classmethod
     def from_pretrained(cls: type[Model], pretrained_model_name_or_path: str | Path, **kwargs: Any) -> Model:
