@@ -250,9 +250,11 @@ class TrainConfig:
     pool_size: int = 50
     """Unpaired mode: how many earlier generated images the discriminators may be shown instead of the newest (each with
     probability 1/2 once the pool is full; 0: none)."""
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    """Autocast precision of the forward passes (weights and optimizer stay fp32); a launcher's
-    `--mixed_precision` wins. Measure bf16 on a CPU first (`bench/precision_probe.py`)."""
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    """Autocast precision of the forward passes (weights and optimizer stay fp32). `auto`: a launcher's
+    `--mixed_precision` if given, else the fastest correct one here: bf16 on a CPU with bf16 instructions
+    (AVX512-BF16 or AMX) and on a GPU that has bf16, fp16 on an older GPU, fp32 on any other CPU. The run prints
+    its choice and why, and saves the resolved value in its `config.yaml` and model card."""
     channels_last: bool = False
     """Networks and batches in the NHWC memory layout, which tensor-core convolutions prefer (bf16/fp16 on recent
     GPUs). Measure first (bench/speed.py): on this project's 2-core CPU it makes the step slower."""

@@ -19,6 +19,7 @@ from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Config, config_to_dict, save_config
+from ..precision import training_precision
 from ..errors import ConfigError, TrainingInterrupted, UserError, first_line
 from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint
 from .data_position import DataPosition
@@ -46,11 +47,14 @@ class TrainState:
         self.step = int(state["step"])
 
 
-def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
+def build_accelerator(config: Config, run_dir: Path) -> tuple[Accelerator, str]:
+    """The run's Accelerator, with `train.mixed_precision` resolved (`auto`); and the reason for that precision."""
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
     # Crops have one size (a few with a crop schedule): cuDNN's autotuning pays off after the first step at each.
     torch.backends.cudnn.benchmark = True
-    return Accelerator(
+    device_type = "cuda" if torch.cuda.is_available() else torch.accelerator.current_accelerator().type if has_accelerator else "cpu"
+    config.train.mixed_precision, reason = training_precision(config.train.mixed_precision, device_type)
+    accelerator = Accelerator(
         # Without cpu=True, `torchrun` on a machine with no GPU starts independent processes, not a gloo group.
         cpu=not has_accelerator,
         mixed_precision=config.train.mixed_precision,
@@ -64,6 +68,7 @@ def build_accelerator(config: Config, run_dir: Path) -> Accelerator:
         log_with=build_trackers(run_dir / "logs"),
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
+    return accelerator, reason
 
 
 class TrainingSession:
@@ -74,7 +79,8 @@ class TrainingSession:
         self.config = config
         self.run_dir = Path(config.output_dir)
         self.resume_from = resolve_resume(self.run_dir, resume)
-        self.accelerator = build_accelerator(config, self.run_dir)
+        self.accelerator, precision_reason = build_accelerator(config, self.run_dir)
+        self.accelerator.print(f"mixed precision: {config.train.mixed_precision} ({precision_reason})")
         self.state = TrainState()
         self.validation = Validation(config) if config.data.val_blur else None
         if self.accelerator.is_main_process:
