@@ -181,8 +181,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1...")
     parser.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="autocast precision (default fp32); an ONNX model's is set at export",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="autocast precision (default fp32); auto: bf16 where the CPU or GPU computes in it, fp16 on an older GPU, "
+        "else fp32; an ONNX model's is set at export",
     )
     parser.add_argument("--tile", type=int, default=None, help="process images larger than this as tiles (pixels)")
     parser.add_argument(

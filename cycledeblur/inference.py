@@ -11,6 +11,7 @@ import torch
 from .errors import UserError
 from .models import load_generator
 from .models.hub import CONFIG_NAME, WEIGHTS_NAME
+from .precision import auto_precision
 from .tiling import TiledDeblurrer
 
 
@@ -50,10 +51,14 @@ class Deblurrer(TiledDeblurrer):
     ):
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
         precision = precision or "fp32"
-        if precision not in dtypes:
-            raise UserError(f"--precision {precision}: choose one of {', '.join(dtypes)}")
+        if precision not in (*dtypes, "auto"):
+            raise UserError(f"--precision {precision}: choose one of {', '.join(dtypes)}, auto")
         super().__init__(generator.in_channels, generator.size_multiple, 1, tile, tile_overlap, batch_size)
         self.device = torch.device(device)
+        if precision == "auto":
+            chosen = auto_precision(self.device.type)[0]
+            precision = "fp32" if chosen == "no" else chosen
+        self.precision = precision
         # Photos from one camera share a size: cuDNN's autotuning for it pays off from the second photo on.
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -66,3 +66,15 @@ def test_a_run_saves_the_precision_auto_chose_and_why(tiny_config, capsys):
     assert f"mixed_precision: {expected}" in saved.replace("'", "")
     assert f"mixed precision: {expected} (auto: {reason})" in capsys.readouterr().out
     assert f"mixed precision: {expected}" in (run / "generator" / "README.md").read_text()
+
+
+def test_deblur_with_auto_precision_matches_fp32_on_a_real_photo():
+    from cycledeblur.inference import Deblurrer
+    from cycledeblur.models import load_generator
+
+    generator = load_generator("general")
+    image = torch.from_numpy(photo("chelsea", 128)).permute(2, 0, 1).float() / 255
+    auto = Deblurrer(generator, precision="auto")
+    assert auto.precision == {"no": "fp32"}.get(auto_precision("cpu")[0], auto_precision("cpu")[0])
+    difference = (auto(image) - Deblurrer(generator, precision="fp32")(image)).pow(2).mean()
+    assert -10 * torch.log10(difference.clamp_min(1e-12)) > 40  # PSNR of the auto output against the fp32 one

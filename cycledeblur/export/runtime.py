@@ -91,7 +91,7 @@ class OnnxDeblurrer(TiledDeblurrer):
         if METADATA_SIZE_MULTIPLE not in metadata:
             raise UserError(f"--model {path}: not exported by `cycledeblur export` (its metadata has no {METADATA_SIZE_MULTIPLE})")
         self.precision = metadata.get(METADATA_PRECISION, "fp32")
-        if precision not in (None, self.precision):
+        if precision not in (None, "auto", self.precision):
             raise UserError(f"--precision {precision}: an ONNX model's precision is set at export (this one: {self.precision})")
         (model_input,) = self.session.get_inputs()
         self.input_name = model_input.name

@@ -19,8 +19,8 @@ from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Config, config_to_dict, save_config
-from ..precision import training_precision
 from ..errors import ConfigError, TrainingInterrupted, UserError, first_line
+from ..precision import training_precision
 from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint
 from .data_position import DataPosition
 from .guard import centre_crops, pseudo_pair_psnr, starting_generator
