@@ -24,6 +24,7 @@ from .data import list_images, load_image_tensor, pair_name
 from .errors import ImageFileError, UserError
 from .tiling import TiledDeblurrer
 
+# The 4-neighbour Laplacian of OpenCV's "variance of the Laplacian" focus measure (kornia's `laplacian` is the 8-neighbour one).
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 # torchvision's AlexNet weights, LPIPS's default backbone: used only if a previous download left them on disk.
 _LPIPS_BACKBONE = "alexnet-owt-7be5be79.pth"

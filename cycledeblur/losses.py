@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from kornia.color import rgb_to_lab as kornia_rgb_to_lab
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.v2.functional import gaussian_blur
 
@@ -59,21 +60,10 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
 
 
-# sRGB (D65) -> XYZ, and the D65 white point (IEC 61966-2-1, CIE 15).
-_RGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
-_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
-_LAB_EPSILON, _LAB_KAPPA = 216 / 24389, 24389 / 27
-
-
 def rgb_to_lab(images: torch.Tensor) -> torch.Tensor:
     """sRGB images in [-1, 1] (N x 3 x H x W) to CIELAB scaled to about [-1, 1]: (L / 50 - 1, a / 110, b / 110)."""
-    rgb = (images.float().clamp(-1, 1) + 1) / 2
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = torch.einsum("ij,njhw->nihw", _RGB_TO_XYZ.to(rgb.device), linear) / _WHITE.to(rgb.device).view(1, 3, 1, 1)
-    # The cube root's slope is infinite at 0: the clamp keeps the branch torch.where discards differentiable.
-    f = torch.where(xyz > _LAB_EPSILON, xyz.clamp_min(_LAB_EPSILON) ** (1 / 3), (_LAB_KAPPA * xyz + 16) / 116)
-    f_x, f_y, f_z = f.unbind(dim=1)
-    return torch.stack([(116 * f_y - 16) / 50 - 1, 500 * (f_x - f_y) / 110, 200 * (f_y - f_z) / 110], dim=1)
+    lightness, a, b = kornia_rgb_to_lab((images.float().clamp(-1, 1) + 1) / 2).unbind(dim=1)
+    return torch.stack([lightness / 50 - 1, a / 110, b / 110], dim=1)
 
 
 def color_consistency(output: torch.Tensor, reference: torch.Tensor, sigma: float, space: str = "rgb") -> torch.Tensor:

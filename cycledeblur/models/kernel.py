@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from kornia.filters import filter2d
 from torch import nn
 
 from ..errors import ConfigError
@@ -203,12 +203,8 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
 
 
 def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Convolve every channel of image i with kernels[i]; the border is reflected: the scene goes on past the frame."""
-    batch, channels, height, width = images.shape
+    """Convolve every channel of image i with kernels[i]; the border is reflected: the scene goes on past the frame.
+    kornia's `filter2d` correlates, hence the flipped kernels."""
     pad = kernels.shape[-1] // 2
-    mode = "reflect" if pad < min(height, width) else "replicate"  # reflection needs the image to be wider than the pad
-    padded = F.pad(images, [pad] * 4, mode=mode)
-    # A grouped convolution applies each image's own kernel to all of its channels in one call.
-    weight = kernels.repeat_interleave(channels, dim=0).flip(-2, -1).unsqueeze(1)
-    blurred = F.conv2d(padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels)
-    return blurred.view(batch, channels, height, width)
+    mode = "reflect" if pad < min(images.shape[-2:]) else "replicate"  # reflection needs the image to be wider than the pad
+    return filter2d(images, kernels.flip(-2, -1), border_type=mode)
