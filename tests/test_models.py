@@ -296,6 +296,26 @@ def test_kernel_generator_round_trips_and_rejects_bad_sizes(tmp_path, astronaut)
         KernelBlurGenerator(kernel_size=4)
 
 
+def test_a_latent_code_gives_one_photo_a_different_kernel_at_every_draw(tmp_path, astronaut):
+    from cycledeblur.models import KernelBlurGenerator
+
+    generator = KernelBlurGenerator(kernel_size=9, kernel_family="trajectory", base_channels=4, latent=4).eval()
+    with torch.no_grad():
+        assert torch.equal(generator.kernels(astronaut), generator.kernels(astronaut))  # the code's weights start at 0
+        randomised(generator)
+        first, second = generator.kernels(astronaut), generator.kernels(astronaut)
+    assert not torch.allclose(first, second) and torch.allclose(first.sum((-2, -1)), torch.ones(1))
+    generator.save_pretrained(tmp_path)
+    reloaded = load_generator(tmp_path)
+    assert reloaded.predictor.latent == 4
+    torch.manual_seed(7)
+    with torch.no_grad():
+        expected = generator.kernels(astronaut)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        assert torch.equal(reloaded.kernels(astronaut), expected)  # the draws come from torch's seeded generator
+
+
 def test_kernel_generator_adds_its_predicted_noise_only_in_training(astronaut):
     from cycledeblur.models import KernelBlurGenerator
 

@@ -74,6 +74,8 @@ class KernelPredictor(nn.Module):
     The last layer starts with zero weights, so every image first gets a Gaussian of `initial_sigma` px (the
     trajectory: spots of that width on a circle of TRAJECTORY_START_RADIUS px, within 1e-3 of it).
     One more number per image comes out beside the kernel for each name in `extras`, starting at its value.
+    With `latent` > 0, that many standard normal numbers, drawn anew for every image, join the image's features:
+    one sharp photo then gets a different kernel each time, as one scene gets a different shake each shot.
     """
 
     def __init__(
@@ -84,14 +86,18 @@ class KernelPredictor(nn.Module):
         initial_sigma: float,
         extras: dict[str, float] | None = None,
         family: str = "free",
+        latent: int = 0,
     ) -> None:
         super().__init__()
         check_kernel_size(kernel_size)
         check_choice("kernel_family", family, KERNEL_FAMILIES)
         if not initial_sigma > 0:
             raise ConfigError(f"initial_sigma must be > 0, got {initial_sigma}")
+        if latent < 0:
+            raise ConfigError(f"latent must be >= 0, got {latent}")
         self.kernel_size = kernel_size
         self.family = family
+        self.latent = latent
         widths = [base_channels, base_channels * 2, base_channels * 4]
         layers: list[nn.Module] = []
         for width_in, width_out in zip([in_channels, *widths[:-1]], widths):
@@ -105,7 +111,7 @@ class KernelPredictor(nn.Module):
             kernel_init = trajectory_start(initial_sigma)
         self.n_kernel_outputs = kernel_init.numel()
         self.extra_names = list(extras or {})
-        self.head = nn.Linear(widths[-1], self.n_kernel_outputs + len(self.extra_names))
+        self.head = nn.Linear(widths[-1] + latent, self.n_kernel_outputs + len(self.extra_names))
         self.initial_bias = torch.cat([kernel_init, torch.tensor(list((extras or {}).values()))])
 
     def reset_head(self) -> None:
@@ -116,7 +122,11 @@ class KernelPredictor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """N x k x k kernels, and each extra by name (N values), in float32 whatever the autocast."""
-        outputs = self.head(self.encoder(images)).float()
+        features = self.encoder(images)
+        if self.latent:
+            codes = torch.randn(len(features), self.latent, device=features.device, dtype=features.dtype)
+            features = torch.cat([features, codes], dim=1)
+        outputs = self.head(features).float()
         logits = outputs[:, : self.n_kernel_outputs]
         if self.family == "gaussian":
             logits = anisotropic_gaussian_logits(self.kernel_size, logits)
@@ -151,7 +161,8 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
     As the reblurring half of a CycleGAN, it can only produce what a camera can (a convolution of the sharp
     image), so the cycle blurred -> deblurred -> reblurred is well posed, and the cycle sharp -> reblurred ->
     deblurred trains the deblurring generator on realistically blurred copies of real sharp photos.
-    The kernel starts as a Gaussian of `initial_sigma` px; `kernel_family` is as in `KernelPredictor`.
+    The kernel starts as a Gaussian of `initial_sigma` px; `kernel_family` and `latent` are as in `KernelPredictor`:
+    with a latent, the kernels of one photo vary from draw to draw (in training and evaluation alike).
 
     With `noise`, it also adds Gaussian sensor noise of a standard deviation it predicts per image (starting at
     `initial_noise`, in units of the [0, 1] range as in `cycledeblur synth --noise`), in training mode only.
@@ -169,6 +180,7 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         initial_sigma: float = 1.5,
         noise: bool = True,
         initial_noise: float = 0.002,
+        latent: int = 0,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -180,7 +192,9 @@ class KernelBlurGenerator(HubModel, pipeline_tag="image-to-image"):
         self.noise = noise
         # Images span [-1, 1], twice the [0, 1] range in which the noise level is given.
         extras = {"log_noise_std": math.log(2 * initial_noise)} if noise else {}
-        self.predictor = KernelPredictor(in_channels, kernel_size, base_channels, initial_sigma, extras, family=kernel_family)
+        self.predictor = KernelPredictor(
+            in_channels, kernel_size, base_channels, initial_sigma, extras, family=kernel_family, latent=latent
+        )
         self.init_weights()
         self.predictor.reset_head()
 
