@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     command = "python bench/select_checkpoint.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.deliver:
+        (args.run / "generator").mkdir(exist_ok=True)  # a run stopped before its end has none yet
         for file in ("config.json", "model.safetensors"):
             shutil.copy2(best[3] / file, args.run / "generator" / file)
         # What bench/bundle.py reports as the delivered weights.
