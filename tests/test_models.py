@@ -387,6 +387,15 @@ def test_gaussian_kernel_family_is_anisotropic_and_rotates():
     assert torch.allclose(kernels[0], kernels[1].T, atol=1e-6)
 
 
+def test_kernel_statistics_call_a_one_pixel_kernel_round():
+    from cycledeblur.models.kernel import kernel_statistics
+
+    delta = torch.zeros(1, 9, 9)
+    delta[0, 4, 4] = 1
+    shape = kernel_statistics(delta)
+    assert shape["size_px"] == 0 and shape["elongation"] == pytest.approx(1.0)
+
+
 def test_trajectory_kernel_family_starts_round_and_learns_camera_shake():
     from cycledeblur.models.kernel import gaussian_logits, kernel_statistics, trajectory_logits, trajectory_start
     from cycledeblur.synth.kernels import motion_kernel

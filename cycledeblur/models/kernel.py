@@ -150,7 +150,8 @@ def kernel_statistics(kernels: torch.Tensor) -> dict[str, torch.Tensor]:
     var_y, var_x, cov = (kernels * dy * dy).sum((-2, -1)), (kernels * dx * dx).sum((-2, -1)), (kernels * dy * dx).sum((-2, -1))
     # Eigenvalues of the 2 x 2 covariance [[var_y, cov], [cov, var_x]].
     half_trace, spread = (var_y + var_x) / 2, torch.sqrt(((var_y - var_x) / 2) ** 2 + cov**2)
-    major, minor = half_trace + spread, (half_trace - spread).clamp_min(1e-6)
+    # Both floored alike: a kernel of one pixel (no spread at all) is round, not infinitely thin nor thinner than round.
+    major, minor = (half_trace + spread).clamp_min(1e-6), (half_trace - spread).clamp_min(1e-6)
     return {"size_px": torch.sqrt(var_y + var_x).mean(), "elongation": torch.sqrt(major / minor).mean()}
 
 
