@@ -73,7 +73,7 @@ def test_deblur_with_auto_precision_matches_fp32_on_a_real_photo():
     from cycledeblur.models import load_generator
 
     generator = load_generator("general")
-    image = torch.from_numpy(photo("chelsea", 128)).permute(2, 0, 1).float() / 255
+    image = torch.from_numpy(photo("chelsea", 128).copy()).permute(2, 0, 1).float() / 255
     auto = Deblurrer(generator, precision="auto")
     assert auto.precision == {"no": "fp32"}.get(auto_precision("cpu")[0], auto_precision("cpu")[0])
     difference = (auto(image) - Deblurrer(generator, precision="fp32")(image)).pow(2).mean()
