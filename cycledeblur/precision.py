@@ -15,8 +15,10 @@ LAUNCHER_VARIABLE = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch --mi
 
 
 def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), as torch's own CPU probe reports them."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), as torch's own CPU probe reports them (a torch
+    too old to have the probe: no, so `auto` stays at fp32, never at an emulated bf16)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
 
 
 def auto_precision(device_type: str) -> tuple[str, str]:

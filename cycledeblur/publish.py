@@ -87,9 +87,9 @@ def stage_run(
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         shutil.copyfile(generator_dir / name, folder / name)
     files = {name: f"the blurred -> sharp generator (`{generator.architecture}`)" for name in (CONFIG_NAME, WEIGHTS_NAME)}
-    roles = NETWORK_SETS[config.train.mode]
+    network_set = NETWORK_SETS[config.train.mode]
     for role, network in partners.items():
-        subfolder, description = roles.role(role).pushed_folder, roles.role(role).description
+        subfolder, description = network_set.role(role).pushed_folder, network_set.role(role).description
         card_text = f"{description.capitalize()} of the cycledeblur model {repo_id}: see the README.md above this folder."
         network.save_pretrained(folder / subfolder, model_card_kwargs={"model_description": card_text})
         files[f"{subfolder}/"] = f"{description} (`{network.architecture}`)"
