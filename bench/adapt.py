@@ -39,6 +39,7 @@ from bench.quality import (  # noqa: E402
     BLUR_SETS,
     NOISE_SIGMA,
     ROOT,
+    add_override_argument,
     corpus_photos,
     degraded_set,
     figure_examples,
@@ -246,15 +247,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="best",
         help="best: the best val step (train.keep_best); guard: the last step or the start (train.guard)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="overrides of configs/adapt.yaml, e.g. train.max_steps=200",
-    )
+    add_override_argument(parser, "overrides of configs/adapt.yaml, e.g. train.max_steps=200")
     parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
     parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")
     parser.add_argument("--crop", type=int, default=160, help="side of the figures' crops (px, default %(default)s)")

@@ -741,6 +741,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_override_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE ...`: config overrides of the trained runs (repeatable)."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("bench/out/corpus"), help="bench/corpus.py's folder (default %(default)s)")
@@ -780,15 +785,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="train.seed of each run of the trained columns (default 0 1 2)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="overrides for both training configs, e.g. train.max_steps=200",
-    )
+    add_override_argument(parser, "overrides for both training configs, e.g. train.max_steps=200")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="score the first N photos (by name) only")
     parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
     parser.add_argument("--device", default="cpu", help="device of the model columns: cpu, cuda, cuda:1...")

@@ -27,29 +27,17 @@ TINY = [
 ]
 
 
+def benchmark_arguments(corpus, out, runs, base, options: str) -> list[str]:
+    """bench/adapt.py's arguments for a tiny run in tmp_path (whose paths have no spaces)."""
+    return f"--corpus {corpus} --out {out} --runs {runs} --base {base} --threads 1 {options} --set".split() + TINY
+
+
 @pytest.mark.slow
 def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, capsys):
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
     out, runs = tmp_path / "out", tmp_path / "runs"
-    arguments = [
-        "--corpus",
-        str(corpus),
-        "--out",
-        str(out),
-        "--runs",
-        str(runs),
-        "--base",
-        str(base),
-        "--seeds",
-        "0",
-        "1",
-        "--threads",
-        "1",
-        "--set",
-        *TINY,
-    ]
-    assert adapt.main(arguments) == 0
+    assert adapt.main(benchmark_arguments(corpus, out, runs, base, "--seeds 0 1")) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert printed.strip().splitlines()[-1] == results["command"]
@@ -80,25 +68,7 @@ def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsy
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
     out = tmp_path / "out"
-    arguments = [
-        "--corpus",
-        str(corpus),
-        "--out",
-        str(out),
-        "--runs",
-        str(tmp_path / "runs"),
-        "--base",
-        str(base),
-        "--seeds",
-        "0",
-        "--threads",
-        "1",
-        "--deliver",
-        "guard",
-        "--set",
-        *TINY,
-    ]
-    assert adapt.main(arguments) == 0
+    assert adapt.main(benchmark_arguments(corpus, out, tmp_path / "runs", base, "--seeds 0 --deliver guard")) == 0
     (guard,) = json.loads((out / "results.json").read_text())["rows"]["motion"]["guard"].values()
     assert guard["delivered"] == ("trained" if guard["trained"] >= guard["start"] else "start")
     assert f"seed 0: {guard['delivered']} ({guard['trained']:.2f} vs {guard['start']:.2f} dB)" in capsys.readouterr().out

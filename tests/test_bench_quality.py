@@ -32,24 +32,8 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     tiny = build_generator("nafnet", width=4, encoder_blocks=(0, 1), middle_blocks=1, decoder_blocks=(1, 0))
     tiny.save_pretrained(general)
     out, runs = tmp_path / "out", tmp_path / "runs"
-    arguments = [
-        "--corpus",
-        str(corpus),
-        "--out",
-        str(out),
-        "--runs",
-        str(runs),
-        "--general",
-        str(general),
-        "--limit",
-        "1",
-        "--seeds",
-        "0",
-        "--crop",
-        str(CROP),
-        "--set",
-        *TINY,
-    ]
+    arguments = f"--corpus {corpus} --out {out} --runs {runs} --general {general} --limit 1 --seeds 0 --crop {CROP} --set".split()
+    arguments += TINY
     assert quality.main(arguments) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

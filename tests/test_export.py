@@ -169,19 +169,7 @@ def test_evaluate_takes_an_onnx_model(dynamic_export, resnet_run, paired, tmp_pa
 
 def test_fixed_size_fp16_export_tiles_at_its_size(resnet_run, odd_inputs, paired, tmp_path, capsys):
     path = tmp_path / "fixed.onnx"
-    args = [
-        "export",
-        "--model",
-        str(resnet_run),
-        "--onnx",
-        str(path),
-        "--input-size",
-        "46",
-        "--fp16",
-        "--check-images",
-        str(paired / "blur"),
-    ]
-    assert main(args) == 0
+    assert main(f"export --model {resnet_run} --onnx {path} --input-size 46 --fp16 --check-images {paired / 'blur'}".split()) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "fp16" in printed and "input 1x3x48x48" in printed  # 46 rounded up to the stride
     runtime = OnnxDeblurrer(path)
@@ -240,18 +228,7 @@ def test_nafnet_exports(paired, tmp_path, options):
 def test_an_export_that_differs_from_pytorch_fails_and_writes_nothing(resnet_run, paired, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(to_onnx.PARITY_TOLERANCE, "fp32", 0.0)
     path = tmp_path / "model.onnx"
-    args = [
-        "export",
-        "--model",
-        str(resnet_run),
-        "--onnx",
-        str(path),
-        "--input-size",
-        "32",
-        "--check-images",
-        str(paired / "blur"),
-    ]
-    assert main(args) == 2
+    assert main(f"export --model {resnet_run} --onnx {path} --input-size 32 --check-images {paired / 'blur'}".split()) == 2
     error = capsys.readouterr().err
     assert "the exported fp32 model differs from PyTorch by" in error and "nothing was written" in error
     assert list(tmp_path.iterdir()) == []

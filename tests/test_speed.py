@@ -42,30 +42,9 @@ def test_fast_paths_compute_the_plain_losses(tiny_config, tmp_path, switches, to
 
 @pytest.mark.slow
 def test_speed_benchmark_measures_the_loop(tmp_path):
-    arguments = [
-        "--config",
-        "configs/demo.yaml",
-        "--crops",
-        "32",
-        "--batches",
-        "2",
-        "--modes",
-        "plain",
-        "tuned",
-        "--generators",
-        "wiener",
-        "--steps",
-        "2",
-        "--out",
-        str(tmp_path),
-        "--inference-sizes",
-        "160x96",
-        "--tile",
-        "64",
-        "--inference-repeats",
-        "1",
-        "--onnx-precisions",
-    ]  # an empty --onnx-precisions: no onnxruntime rows (the test below has them)
+    # An empty --onnx-precisions: no onnxruntime rows (the test below has them).
+    arguments = "--config configs/demo.yaml --crops 32 --batches 2 --modes plain tuned --generators wiener --steps 2".split()
+    arguments += ["--out", str(tmp_path), *"--inference-sizes 160x96 --tile 64 --inference-repeats 1 --onnx-precisions".split()]
     # The demo config (a 16-channel ResNet CycleGAN) on 32 px crops: a few seconds per row.
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "speed.py"), *arguments], cwd=ROOT, capture_output=True, text=True, timeout=600
@@ -87,17 +66,8 @@ def test_speed_benchmark_measures_the_loop(tmp_path):
     assert done.stdout.strip().splitlines()[-1].startswith("python bench/speed.py --config configs/demo.yaml")
 
 
-ONNX_ARGUMENTS = [
-    "--config",
-    str(ROOT / "configs" / "demo.yaml"),
-    "--modes",
-    "--inference-sizes",
-    "160x96",
-    "--tile",
-    "64",
-    "--inference-repeats",
-    "1",
-]
+ONNX_ARGUMENTS = ["--config", str(ROOT / "configs" / "demo.yaml"), *"--modes --inference-sizes 160x96 --tile 64".split()]
+ONNX_ARGUMENTS += ["--inference-repeats", "1"]
 
 
 @pytest.mark.slow

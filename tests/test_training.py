@@ -164,17 +164,9 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
     if mode == "paired":
         extra = ["train.mode=paired", "train.pretrain_steps=1", "data.crop_schedule={0: 24, 3: 32}"]
     data = unpaired if mode == "unpaired" else paired
+    two_processes = [torchrun, *"--standalone --nproc_per_node 2 train.py --config configs/default.yaml".split()]
     run_command(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "train.py",
-            "--config",
-            "configs/default.yaml",
-            *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra),
-        ],
+        [*two_processes, *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra)],
         tmp_path,
     )
     for step in (2, 4):
@@ -187,13 +179,7 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
         resumed = tmp_path / "ddp-resumed"
         run_command(
             [
-                torchrun,
-                "--standalone",
-                "--nproc_per_node",
-                "2",
-                "train.py",
-                "--config",
-                "configs/default.yaml",
+                *two_processes,
                 "--resume",
                 str(run / "checkpoints" / "step_0000002"),
                 *cli_overrides(data, resumed, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1"),
