@@ -195,6 +195,11 @@ class LossConfig:
     """Weight of fooling the blurred-image discriminator (what makes the reblurred images, or kernels, realistic)."""
     cycle: float = 10.0
     """Weight of the cycle L1 losses, deblur(reblur(sharp)) == sharp and reblur(deblur(blurred)) == blurred."""
+    cycle_blurred: float = 1.0
+    """Weight of the blurred side of the cycle, reblur(deblur(blurred)) == blurred, as a fraction of `cycle`. A kernel
+    reblurring generator is only as right as its discriminator has made it: a kernel smaller than the user's blur
+    makes this side teach the deblurrer to leave blur in place. At 0 the deblurrer learns from the pseudo-pairs
+    (deblur(reblur(sharp)) == sharp) and its own discriminator only."""
     cycle_trains_reblur: bool = True
     """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its discriminator
     alone. A kernel reblur generator then becomes a learned model of the camera's blur, instead of being pulled

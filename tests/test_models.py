@@ -3,6 +3,7 @@ import json
 import shutil
 
 import huggingface_hub.constants
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -144,6 +145,25 @@ def test_spectral_norm_discriminator_round_trip(tmp_path):
     x = images(3)
     assert torch.equal(loaded(x), discriminator.eval()(x))
     assert json.loads((tmp_path / "config.json").read_text())["architecture"] == "patchgan"
+
+
+def test_a_high_pass_discriminator_ignores_colour_and_round_trips(tmp_path, astronaut):
+    plain = build_discriminator("patchgan", base_channels=4, n_layers=2)
+    high_pass = build_discriminator("patchgan", base_channels=4, n_layers=2, high_pass=2.0)
+    high_pass.load_state_dict(plain.state_dict())
+    tinted = astronaut + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)  # the same photo, other colours
+    with torch.no_grad():
+        assert torch.allclose(high_pass(tinted), high_pass(astronaut), atol=1e-5)
+        assert not torch.allclose(plain(tinted), plain(astronaut), atol=1e-3)
+        # Blur is what it sees: a blurred photo's edges are weaker.
+        assert not torch.allclose(high_pass(kornia.filters.box_blur(astronaut, (5, 5))), high_pass(astronaut), atol=1e-3)
+    randomised(high_pass).save_pretrained(tmp_path)
+    reloaded = DISCRIMINATORS.get("patchgan").from_pretrained(tmp_path)
+    assert reloaded.high_pass == 2.0
+    with torch.no_grad():
+        assert torch.equal(reloaded(astronaut), high_pass.eval()(astronaut))
+    with pytest.raises(ValueError, match="high_pass"):
+        build_discriminator("patchgan", high_pass=-1.0)
 
 
 def test_loading_is_strict(tmp_path):
@@ -431,7 +451,7 @@ def test_wiener_generator_round_trips(tmp_path, astronaut):
         WienerDeblurGenerator(kernel_family="box")
 
 
-def test_multiscale_discriminator_discriminators_full_and_half_resolution(tmp_path, astronaut):
+def test_multiscale_discriminator_judges_full_and_half_resolution(tmp_path, astronaut):
     from cycledeblur.losses import generator_adversarial_loss
     from cycledeblur.models import MultiScaleDiscriminator
 

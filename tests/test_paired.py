@@ -187,7 +187,7 @@ def test_general_recipe_trains_without_a_discriminator_on_pairs_blurred_in_the_l
     assert all(torch.equal(delivered[0][key], delivered[1][key]) for key in delivered[0])
     assert load_generator(tmp_path / "straight" / "generator").architecture == "nafnet"
 
-    # The content loss alone: the generator learns, the discriminator is never discriminatord, trained or stepped.
+    # The content loss alone: the generator learns, the discriminator is never consulted, trained or stepped.
     logged = [{key for key in row if not key.startswith("perf/")} for row in read_metrics(tmp_path / "straight")]
     assert logged == [{"step", "loss/paired_l1", "lr/generator", "data/skipped_files"}] * 6
     generator, discriminator = (checkpoint_weights(tmp_path / "straight", 2)[name] for name in ("model.safetensors", "model_1.safetensors"))

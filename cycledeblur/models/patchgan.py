@@ -1,6 +1,9 @@
 """The N-layer PatchGAN discriminator of pix2pix (Isola et al. 2017) and CycleGAN."""
 
+import math
+
 import torch
+from kornia.filters import gaussian_blur2d
 from torch import nn
 from torch.nn.utils import parametrizations
 
@@ -14,7 +17,9 @@ class PatchDiscriminator(HubModel):
     """One real/fake logit per overlapping patch of 9 * 2**n_layers - 2 pixels (70 for n_layers=3).
 
     4x4 convs: n_layers - 1 of stride 2 after the stem, then two of stride 1. Channels double per layer up to
-    8 * base_channels. `spectral_norm` wraps every conv, on top of `norm`.
+    8 * base_channels. `spectral_norm` wraps every conv, on top of `norm`. With `high_pass` (the sigma, px, of a
+    Gaussian subtracted from the input) it judges edges and texture, where blur shows, rather than the colours and
+    layout by which it could tell two small, unrelated photo sets apart.
     """
 
     def __init__(
@@ -24,9 +29,13 @@ class PatchDiscriminator(HubModel):
         n_layers: int = 3,
         norm: str = "instance",
         spectral_norm: bool = False,
+        high_pass: float = 0.0,
     ) -> None:
         super().__init__()
         check_choice("norm", norm, NORMS)
+        if high_pass < 0:
+            raise ValueError(f"high_pass is a Gaussian's sigma in pixels (0: off), got {high_pass}")
+        self.high_pass = high_pass
         # A bias followed by a normalisation is cancelled by its mean subtraction.
         bias = norm == "none"
         widths = [base_channels * min(2**layer, 8) for layer in range(n_layers + 1)]
@@ -59,6 +68,9 @@ class PatchDiscriminator(HubModel):
         return field
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.high_pass > 0:
+            side = 2 * math.ceil(3 * self.high_pass) + 1
+            x = x - gaussian_blur2d(x, (side, side), (self.high_pass, self.high_pass), border_type="reflect")
         return self.layers(x)
 
 
@@ -66,8 +78,8 @@ class PatchDiscriminator(HubModel):
 class MultiScaleDiscriminator(HubModel):
     """Two PatchGANs (pix2pixHD, Wang et al. 2018): one on the image, one on it downsampled 2x (average pooling).
 
-    The half-resolution discriminator sees twice the context per logit, so it discriminators the global structure while the
-    full-resolution one discriminators fine detail. `forward` returns [(full_weight, logits), (half_weight, logits)];
+    The half-resolution discriminator sees twice the context per logit, so it weighs the global structure while the
+    full-resolution one weighs fine detail. `forward` returns [(full_weight, logits), (half_weight, logits)];
     the adversarial losses take the weighted sum of the two scales' losses.
     """
 
@@ -78,13 +90,15 @@ class MultiScaleDiscriminator(HubModel):
         n_layers: int = 3,
         norm: str = "instance",
         spectral_norm: bool = False,
+        high_pass: float = 0.0,
         full_weight: float = 0.6,
         half_weight: float = 0.4,
     ) -> None:
         super().__init__()
         options = {"in_channels": in_channels, "base_channels": base_channels, "n_layers": n_layers, "norm": norm}
-        self.full_scale = PatchDiscriminator(**options, spectral_norm=spectral_norm)
-        self.half_scale = PatchDiscriminator(**options, spectral_norm=spectral_norm)
+        options |= {"spectral_norm": spectral_norm, "high_pass": high_pass}
+        self.full_scale = PatchDiscriminator(**options)
+        self.half_scale = PatchDiscriminator(**options)
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
         self.weights = (full_weight, half_weight)
 

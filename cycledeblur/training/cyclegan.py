@@ -8,6 +8,7 @@ versions toward their sharp twins.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from pathlib import Path
 
@@ -193,14 +194,17 @@ def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: L
                 discriminator_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
             ),
         }
-    if loss_cfg.cycle_trains_reblur:
-        blurred_again, sharp_again = reblur(fake_sharp), deblur(fake_blurred)
-        terms["cycle"] = F.l1_loss(blurred_again, blurred) + F.l1_loss(sharp_again, sharp)
-    else:
-        with frozen(unwrapped["reblur"]) as fixed_reblur:
-            blurred_again, sharp_again = fixed_reblur(fake_sharp), deblur(fake_blurred.detach())
-            terms["cycle"] = F.l1_loss(blurred_again, blurred) + F.l1_loss(sharp_again, sharp)
-    weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle": loss_cfg.cycle}
+    # Without cycle_trains_reblur the cycle trains the deblurrer only: its partner is frozen, its fakes detached.
+    partner = contextlib.nullcontext(reblur) if loss_cfg.cycle_trains_reblur else frozen(unwrapped["reblur"])
+    with partner as cycle_reblur:
+        sharp_again = deblur(fake_blurred if loss_cfg.cycle_trains_reblur else fake_blurred.detach())
+        terms["cycle_sharp"] = F.l1_loss(sharp_again, sharp)
+        weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle_sharp": loss_cfg.cycle}
+        if loss_cfg.cycle_blurred > 0 or loss_cfg.ssim > 0:
+            blurred_again = cycle_reblur(fake_sharp)
+        if loss_cfg.cycle_blurred > 0:
+            terms["cycle_blurred"] = F.l1_loss(blurred_again, blurred)
+            weights["cycle_blurred"] = loss_cfg.cycle_blurred * loss_cfg.cycle
     if loss_cfg.ssim > 0:
         terms["ssim"] = structural_dissimilarity(blurred_again, blurred) + structural_dissimilarity(sharp_again, sharp)
         weights["ssim"] = loss_cfg.ssim
