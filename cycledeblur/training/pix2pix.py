@@ -1,7 +1,7 @@
 """Paired deblurring with a conditional GAN (pix2pix, Isola et al. 2017): the training loop, written out in one function.
 
 Data: blurred/sharp pairs with matching file names (GoPro-style). Two networks: `deblur` (blurred -> sharp) and a
-conditional PatchGAN that discriminators a candidate beside the blurred photo it came from: (blurred, sharp) is real,
+conditional PatchGAN that judges a candidate beside the blurred photo it came from: (blurred, sharp) is real,
 (blurred, deblurred) is fake, so the discriminator can check that the output is *this* photo sharpened, not any sharp photo.
 Generator loss: adversarial x `loss.adv_deblur` + L1 to the sharp twin x `loss.paired_l1` (+ TV). With
 `train.pretrain_steps`, the generator first learns from L1 alone (two-stage training).
