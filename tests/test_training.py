@@ -33,7 +33,7 @@ def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
     generator_dir = train(config)
     run = tmp_path / "run"
     metrics = read_metrics(run)
-    cycle = [row["loss/cycle_sharp"] + row["loss/cycle_blurred"] for row in metrics]
+    cycle = [row["loss/cycle"] for row in metrics]
     assert len(cycle) == 80
     assert sum(cycle[-10:]) < 0.7 * sum(cycle[:10]), cycle  # batch to batch noise is large: compare 10-step means
     assert {
@@ -128,7 +128,7 @@ def test_stability_knobs_ema_n_critic_and_instance_noise(tiny_config, tmp_path):
     run = tmp_path / "run"
     # The discriminators learn at every step, the generators at steps 0 and 3 only (n_critic 3), logged as steps 1 and 4.
     rows = read_metrics(run)
-    assert [row["step"] for row in rows if "loss/cycle_sharp" in row] == [1, 4]
+    assert [row["step"] for row in rows if "loss/cycle" in row] == [1, 4]
     assert all("loss/d_sharp" in row for row in rows)
     # The run delivers the weights' moving average, not the last weights.
     trained = checkpoint_weights(run, 6)["model.safetensors"]
@@ -238,7 +238,7 @@ def test_cycle_trains_reblur_switch(photo_folder, cycle_trains_reblur):
     }
     loss_cfg = LossConfig(cycle_trains_reblur=cycle_trains_reblur)
     _, _, terms, _ = generator_terms(deblur, reblur, {"reblur": reblur, **discriminators}, blurred, sharp, loss_cfg)
-    (terms["cycle_sharp"] + terms["cycle_blurred"]).backward()
+    terms["cycle"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in deblur.parameters())
     reblur_grads = [p.grad for p in reblur.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     assert bool(reblur_grads) == cycle_trains_reblur
@@ -265,11 +265,10 @@ def test_without_the_blurred_side_of_the_cycle_the_deblurrer_learns_from_pseudo_
     reblur.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0]))
     loss_cfg = LossConfig(cycle_blurred=0.0, cycle_trains_reblur=False, identity_reblur=0.0)
     _, fake_blurred, terms, weights = generator_terms(deblur, reblur, networks, blurred, sharp, loss_cfg)
-    assert "cycle_blurred" not in terms and "cycle_blurred" not in weights
-    assert weights["cycle_sharp"] == loss_cfg.cycle
+    assert weights["cycle"] == loss_cfg.cycle
     assert len(calls) == 1 and calls[0] is sharp  # the deblurred photos are never reblurred
     expected = torch.nn.functional.l1_loss(deblur(fake_blurred.detach()), sharp)
-    assert torch.allclose(terms["cycle_sharp"], expected)
+    assert torch.allclose(terms["cycle"], expected)
 
 
 def test_lab_color_loss_trains_and_needs_rgb(tiny_config):

@@ -197,14 +197,13 @@ def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: L
     # Without cycle_trains_reblur the cycle trains the deblurrer only: its partner is frozen, its fakes detached.
     partner = contextlib.nullcontext(reblur) if loss_cfg.cycle_trains_reblur else frozen(unwrapped["reblur"])
     with partner as cycle_reblur:
-        sharp_again = deblur(fake_blurred if loss_cfg.cycle_trains_reblur else fake_blurred.detach())
-        terms["cycle_sharp"] = F.l1_loss(sharp_again, sharp)
-        weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle_sharp": loss_cfg.cycle}
         if loss_cfg.cycle_blurred > 0 or loss_cfg.ssim > 0:
             blurred_again = cycle_reblur(fake_sharp)
-        if loss_cfg.cycle_blurred > 0:
-            terms["cycle_blurred"] = F.l1_loss(blurred_again, blurred)
-            weights["cycle_blurred"] = loss_cfg.cycle_blurred * loss_cfg.cycle
+        sharp_again = deblur(fake_blurred if loss_cfg.cycle_trains_reblur else fake_blurred.detach())
+    terms["cycle"] = F.l1_loss(sharp_again, sharp)
+    if loss_cfg.cycle_blurred > 0:
+        terms["cycle"] = loss_cfg.cycle_blurred * F.l1_loss(blurred_again, blurred) + terms["cycle"]
+    weights = {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur, "cycle": loss_cfg.cycle}
     if loss_cfg.ssim > 0:
         terms["ssim"] = structural_dissimilarity(blurred_again, blurred) + structural_dissimilarity(sharp_again, sharp)
         weights["ssim"] = loss_cfg.ssim
