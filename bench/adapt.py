@@ -115,8 +115,8 @@ def adapted_runs(args: argparse.Namespace, row: AdaptRow) -> dict[int, Path]:
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
-        if args.retrain or not finished(run):
-            seeded = [*overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
+        seeded = [*overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
+        if args.retrain or not finished(run, ADAPT_CONFIG, folders, seeded):
             train_run(ADAPT_CONFIG, seeded, run, folders, args.runs / ".cache", threads=args.threads)
         runs[seed] = run
     return runs

@@ -63,7 +63,7 @@ from PIL import Image, ImageDraw
 from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio
 from torchvision.transforms.functional import to_pil_image
 
-from cycledeblur.config import load_config
+from cycledeblur.config import Config, config_to_dict, load_config
 from cycledeblur.data import load_image_tensor
 from cycledeblur.errors import UserError
 from cycledeblur.evaluation import FullReferenceMetrics
@@ -351,26 +351,33 @@ def run_folder(runs: Path, method: str, seed: int, overrides: list[str]) -> Path
     return runs / f"{method}-seed{seed}{suffix}"
 
 
-def finished(run: Path) -> bool:
-    return all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors"))
+def training_overrides(run: Path, tiles: Path, overrides: list[str]) -> list[str]:
+    """What `train_run` passes on top of its config file."""
+    return [f"output_dir={run}", f"data.blur={tiles / 'blur'}", f"data.sharp={tiles / 'sharp'}", *overrides]
+
+
+def finished(run: Path, config: Path, tiles: Path, overrides: list[str]) -> bool:
+    """Whether `run` completed under the recipe it would be trained with now. The folder's name comes from the
+    overrides alone: a config file edited since (another default) must not pass an older run off as this one.
+    `train.mixed_precision` is left out: `auto` resolves per machine, and the run's config.yaml says what it used."""
+    if not all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors")):
+        return False
+    if not (run / "config.yaml").is_file():
+        return False
+
+    def recipe(config: Config) -> dict[str, Any]:
+        settings = config_to_dict(config)
+        del settings["train"]["mixed_precision"]
+        return settings
+
+    return recipe(load_config(run / "config.yaml")) == recipe(load_config(config, training_overrides(run, tiles, overrides)))
 
 
 def train_run(config: Path, overrides: list[str], run: Path, tiles: Path, cache_dir: Path, threads: int = 1) -> float:
     """Train into `run` on TILES/blur and TILES/sharp with `cycledeblur train`; returns the wall-clock seconds, also
     saved in RUN/timing.json so that a reused run reports them again."""
     shutil.rmtree(run, ignore_errors=True)  # checkpoints and samples of an earlier run would mix into it
-    command = [
-        sys.executable,
-        "-m",
-        "cycledeblur",
-        "train",
-        "--config",
-        str(config),
-        f"output_dir={run}",
-        f"data.blur={tiles / 'blur'}",
-        f"data.sharp={tiles / 'sharp'}",
-        *overrides,
-    ]
+    command = [sys.executable, "-m", "cycledeblur", "train", "--config", str(config), *training_overrides(run, tiles, overrides)]
     # One compute thread by default: tiny networks gain little from a second, which the data worker uses instead.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache_dir)}
     log(f"training: {shlex.join(command)}")
@@ -391,12 +398,12 @@ def trained_runs(args: argparse.Namespace, method: str) -> dict[int, TrainedRun]
     for seed in args.seeds:
         seeded = [*overrides, f"train.seed={seed}"]
         run = run_folder(args.runs, method, seed, overrides)
-        if finished(run) and not args.retrain:
+        tiles = training_tiles(args.corpus, args.runs, recipe.paired)
+        if finished(run, recipe.config, tiles, seeded) and not args.retrain:
             timing = run / "timing.json"
             seconds = json.loads(timing.read_text())["train_seconds"] if timing.is_file() else None
             runs[seed] = TrainedRun(run, seconds, reused=True)
             continue
-        tiles = training_tiles(args.corpus, args.runs, recipe.paired)
         seconds = train_run(recipe.config, seeded, run, tiles, args.runs / ".cache")
         runs[seed] = TrainedRun(run, seconds, reused=False)
     return runs

@@ -302,6 +302,9 @@ class TrainConfig:
     keep_best: bool = False
     """Deliver the weights of the validation scoring with the best PSNR, the start included: a fine-tune that only
     hurts its validation pairs delivers the weights it started from. Needs `data.val_blur`."""
+    keep_best_margin: float = 0.0
+    """dB by which a validation scoring must beat the best so far to replace it (`train.keep_best`). A gain within the
+    noise of a few pairs is no reason to leave weights known to work: the start, for a fine-tune."""
     guard: bool = False
     """Unpaired fine-tunes without validation pairs to choose by: at the end, score the trained deblurrer and the
     weights it started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and
@@ -316,6 +319,7 @@ class TrainConfig:
             "instance_noise": self.instance_noise >= 0,
             "instance_noise_steps": self.instance_noise_steps >= 0,
             "freeze_steps": self.freeze_steps >= 0,
+            "keep_best_margin": self.keep_best_margin >= 0,
             "ema_decay": 0 <= self.ema_decay < 1,
         }
         for key, valid in bounds.items():

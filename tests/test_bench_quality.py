@@ -108,3 +108,21 @@ def test_a_missing_general_model_ends_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "empty" in error and len(error.strip().splitlines()) == 1
     assert not corpus.exists() and not out.exists()  # it stopped before any work
+
+
+def test_a_run_is_reused_only_under_the_recipe_it_was_trained_with(tmp_path):
+    from cycledeblur.config import load_config, save_config
+
+    config, run, tiles = tmp_path / "recipe.yaml", tmp_path / "run", tmp_path / "tiles"
+    config.write_text((quality.ROOT / "configs" / "cpu-fast.yaml").read_text())
+    overrides = ["train.seed=1"]
+    assert not quality.finished(run, config, tiles, overrides)  # nothing trained yet
+    (run / "generator").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (run / "generator" / name).write_text("")
+    saved = load_config(config, [*quality.training_overrides(run, tiles, overrides), "train.mixed_precision=bf16"])
+    save_config(saved, run / "config.yaml")
+    assert quality.finished(run, config, tiles, overrides)  # the precision `auto` chose is no difference
+    assert not quality.finished(run, config, tiles, ["train.seed=2"])
+    config.write_text(config.read_text().replace("max_steps:", "max_steps: 7 #"))  # a default edited since
+    assert not quality.finished(run, config, tiles, overrides)

@@ -59,6 +59,30 @@ def test_without_keep_best_the_last_weights_are_delivered(photo_folder, paired, 
     assert any((delivered[key] != bundled[key]).any() for key in bundled)
 
 
+def test_a_gain_within_the_margin_keeps_the_start(paired, monkeypatch):
+    """The best step moves only for a scoring better by `train.keep_best_margin` dB than the best so far."""
+    from cycledeblur.training import validation
+
+    class Report:
+        failed: dict = {}
+
+        def __init__(self, psnr):
+            self.psnr = psnr
+
+        def mean(self, side):
+            return {"psnr": self.psnr if side == "output" else 20.0, "ssim": 0.5}
+
+    scorings = iter([30.0, 30.08, 29.0, 30.15, 30.2])
+    monkeypatch.setattr(validation, "score_pairs", lambda deblurrer, pairs: Report(next(scorings)))
+    config = load_config(None, [f"data.val_blur={paired / 'blur'}", f"data.val_sharp={paired / 'sharp'}", "train.keep_best_margin=0.1"])
+    monkeypatch.setattr(validation, "Deblurrer", lambda generator, device: generator)
+    tracker, network = validation.Validation(config), torch.nn.Conv2d(3, 3, 1)
+    best = [tracker.score(network, step, torch.device("cpu"))["val/best_step"] for step in (0, 1, 2, 3, 4)]
+    assert best == [0, 0, 0, 3, 3]  # +0.08 and then +0.05 over the best are within the margin; +0.15 is not
+    with pytest.raises(ConfigError, match="train.keep_best_margin must be >= 0"):
+        load_config(None, ["train.keep_best_margin=-0.1"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [

@@ -3,7 +3,7 @@
 The first scoring is of the weights the run starts from (zero-shot, for a fine-tune), then every `train.val_every`
 steps and at the last one. With `train.keep_best`, the weights of the best scoring are kept (in memory and in every
 checkpoint, so a resumed run keeps them too) and delivered at the end: a fine-tune that only hurts its validation
-pairs delivers the weights it started from.
+pairs delivers the weights it started from, and so does one whose gains stay within `train.keep_best_margin`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Validation:
                 f"data.val_blur={data.val_blur}: no file has a twin of the same name in data.val_sharp={data.val_sharp}"
             ) from None
         self.channels = data.channels
-        self.every, self.keep_best = config.train.val_every, config.train.keep_best
+        self.every, self.keep_best, self.margin = config.train.val_every, config.train.keep_best, config.train.keep_best_margin
         self.best_psnr, self.best_step = -math.inf, -1
         self.best_weights: dict[str, torch.Tensor] | None = None
 
@@ -51,7 +51,7 @@ class Validation:
             name, reason = next(iter(report.failed.items()))
             raise UserError(f"validation pair {name} cannot be scored: {reason}")
         output, given = report.mean("output"), report.mean("input")
-        if output["psnr"] > self.best_psnr:
+        if output["psnr"] > self.best_psnr + self.margin:
             self.best_psnr, self.best_step = output["psnr"], step
             if self.keep_best:
                 self.best_weights = {name: value.detach().cpu().clone() for name, value in generator.state_dict().items()}
