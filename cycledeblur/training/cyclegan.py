@@ -28,7 +28,6 @@ from ..models import build_discriminator, build_generator
 from ..models.kernel import KernelBlurGenerator, kernel_statistics
 from .adversarial import frozen, with_instance_noise
 from .image_pool import ImagePool
-from .network_sets import NETWORK_SETS
 from .optim import adam, linear_decay
 from .guard import GUARD_PHOTOS
 from .samples import evaluating, sample_batch, save_kernel_picture, save_samples, spread_indices
@@ -65,28 +64,21 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     channels = {"in_channels": data_cfg.channels, "out_channels": data_cfg.channels}
     reblur_spec = config.model.reblur_generator or config.model.generator
     discriminator_spec = config.model.discriminator
-    deblur = build_generator(config.model.generator.name, **channels, **config.model.generator.options)
-    reblur = build_generator(reblur_spec.name, **channels, **reblur_spec.options)
-    discriminator_sharp = build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options)
-    discriminator_blurred = build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options)
-    session.start_networks(
-        deblur=deblur, reblur=reblur, discriminator_sharp=discriminator_sharp, discriminator_blurred=discriminator_blurred
+    networks = session.start_networks(
+        deblur=build_generator(config.model.generator.name, **channels, **config.model.generator.options),
+        reblur=build_generator(reblur_spec.name, **channels, **reblur_spec.options),
+        discriminator_sharp=build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options),
+        discriminator_blurred=build_discriminator(discriminator_spec.name, in_channels=data_cfg.channels, **discriminator_spec.options),
     )
-    session.check_crop_sizes(deblur, discriminator_sharp, data_cfg.channels)
-    session.to_memory_format(deblur, reblur, discriminator_sharp, discriminator_blurred)
-    reblur_group = {"params": reblur.parameters(), "lr": train_cfg.lr_reblur or train_cfg.lr_g}
-    optimizer_g = adam([{"params": deblur.parameters()}, reblur_group], train_cfg.lr_g, train_cfg)
-    optimizer_d = adam(itertools.chain(discriminator_sharp.parameters(), discriminator_blurred.parameters()), train_cfg.lr_d, train_cfg)
+    session.check_crop_sizes(networks["deblur"], networks["discriminator_sharp"], data_cfg.channels)
+    reblur_group = {"params": networks["reblur"].parameters(), "lr": train_cfg.lr_reblur or train_cfg.lr_g}
+    optimizer_g = adam([{"params": networks["deblur"].parameters()}, reblur_group], train_cfg.lr_g, train_cfg)
+    discriminator_parameters = itertools.chain(networks["discriminator_sharp"].parameters(), networks["discriminator_blurred"].parameters())
+    optimizer_d = adam(discriminator_parameters, train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
-    networks = {
-        "deblur": deblur,
-        "reblur": reblur,
-        "discriminator_sharp": discriminator_sharp,
-        "discriminator_blurred": discriminator_blurred,
-    }
-    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d) = NETWORK_SETS["unpaired"].prepare(
-        accelerator, networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d
+    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d), delivered = session.prepare(
+        networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d
     )
     deblur, reblur = networks["deblur"], networks["reblur"]
     discriminator_sharp, discriminator_blurred = networks["discriminator_sharp"], networks["discriminator_blurred"]
@@ -97,8 +89,6 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
         "discriminator_sharp": accelerator.unwrap_model(discriminator_sharp, keep_torch_compile=False),
         "discriminator_blurred": accelerator.unwrap_model(discriminator_blurred, keep_torch_compile=False),
     }
-    averaged_deblur = session.weight_average(deblur)
-    delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
 
     pool_seed = train_cfg.seed * 10_000 + 2 * accelerator.process_index  # distinct per run seed, rank and side
     fake_sharp_pool = ImagePool(train_cfg.pool_size, seed=pool_seed)

@@ -19,7 +19,6 @@ from ..data import PairedCropDataset, SyntheticPairDataset, load_image_source, l
 from ..losses import discriminator_adversarial_loss, generator_adversarial_loss, structural_dissimilarity, total_variation
 from ..models import build_discriminator, build_generator
 from .adversarial import frozen, with_instance_noise
-from .network_sets import NETWORK_SETS
 from .optim import adam, linear_decay
 from .samples import sample_batch, save_samples, spread_indices
 from .session import TrainingSession
@@ -46,25 +45,23 @@ def train_paired(config: Config, resume: str | bool | None = None) -> Path:
     loader, sampler = session.data.loader(pair_set, seed=train_cfg.seed)
 
     channels = data_cfg.channels
-    deblur = build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options)
-    # Conditional: the discriminator sees the blurred photo and a candidate stacked along the channels.
-    discriminator = build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options)
-    session.start_networks(deblur=deblur, discriminator=discriminator)
-    session.check_crop_sizes(deblur, discriminator, 2 * channels)
-    session.to_memory_format(deblur, discriminator)
-    optimizer_g = adam(deblur.parameters(), train_cfg.lr_g, train_cfg)
-    optimizer_d = adam(discriminator.parameters(), train_cfg.lr_d, train_cfg)
+    networks = session.start_networks(
+        deblur=build_generator(config.model.generator.name, in_channels=channels, out_channels=channels, **config.model.generator.options),
+        # Conditional: the discriminator sees the blurred photo and a candidate stacked along the channels.
+        discriminator=build_discriminator(config.model.discriminator.name, in_channels=2 * channels, **config.model.discriminator.options),
+    )
+    session.check_crop_sizes(networks["deblur"], networks["discriminator"], 2 * channels)
+    optimizer_g = adam(networks["deblur"].parameters(), train_cfg.lr_g, train_cfg)
+    optimizer_d = adam(networks["discriminator"].parameters(), train_cfg.lr_d, train_cfg)
     scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
     # The discriminator's schedule spans its own training, which starts after the generator's pretraining.
     scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps - train_cfg.pretrain_steps, train_cfg.lr_decay_start)
-    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader) = NETWORK_SETS["paired"].prepare(
-        accelerator, {"deblur": deblur, "discriminator": discriminator}, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
+    networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader), delivered = session.prepare(
+        networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d, loader
     )
     deblur, discriminator = networks["deblur"], networks["discriminator"]
     # Called with frozen weights in the generator step, past DDP's hooks.
     unwrapped_discriminator = accelerator.unwrap_model(discriminator, keep_torch_compile=False)
-    averaged_deblur = session.weight_average(deblur)
-    delivered = averaged_deblur.module if averaged_deblur is not None else deblur  # what samples show and the run saves
     session.start(delivered)
 
     multiple = accelerator.unwrap_model(deblur, keep_torch_compile=False).size_multiple

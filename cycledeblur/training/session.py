@@ -12,6 +12,7 @@ import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -28,6 +29,7 @@ from .init_from import initial_weights, start_from
 from .loop_state import Stateful, load_loop_state, save_loop_state
 from .metrics import DIVERGENCE_CHECK_EVERY, RunningMeans, stop_if_diverged
 from .model_card import write_generator
+from .network_sets import DELIVERED, NETWORK_SETS
 from .progress import TrainingProgress
 from .stopper import SignalStopper
 from .tracking import build_trackers
@@ -125,16 +127,11 @@ class TrainingSession:
         finally:
             discriminator.load_state_dict(untouched)
 
-    def to_memory_format(self, *networks: torch.nn.Module) -> None:
-        """Put `networks` in the run's memory layout (`train.channels_last`), before `prepare`."""
-        if self.config.train.channels_last:
-            for network in networks:
-                network.to(memory_format=torch.channels_last)
-
-    def start_networks(self, **networks: torch.nn.Module) -> None:
+    def start_networks(self, **networks: torch.nn.Module) -> dict[str, torch.nn.Module]:
         """Before `prepare`: fine-tuning (`model.init_from`) loads the released weights into `networks` (by role:
-        deblur, reblur, discriminator_sharp, discriminator_blurred, discriminator), and `train.freeze` picks the deblurring generator's
-        parameters that `hold_frozen` keeps. A resumed run skips the loading: its checkpoint has the weights."""
+        deblur, reblur, discriminator_sharp, discriminator_blurred, discriminator), `train.freeze` picks the deblurring
+        generator's parameters that `hold_frozen` keeps, and every network takes the run's memory layout
+        (`train.channels_last`). A resumed run skips the loading: its checkpoint has the weights. Returns `networks`."""
         source, channels = self.config.model.init_from, self.config.data.channels
         if source and self.resume_from is None:
             weights, source_channels = initial_weights(source)
@@ -148,6 +145,19 @@ class TrainingSession:
         if prefixes and not self._frozen:
             parts = sorted({name.split(".")[0] for name in named})
             raise ConfigError(f"train.freeze={prefixes}: no parameter of the generator has these names; its parts: {parts}")
+        if self.config.train.channels_last:
+            for network in networks.values():
+                network.to(memory_format=torch.channels_last)
+        return networks
+
+    def prepare(self, networks: dict[str, torch.nn.Module], *others: Any) -> tuple[dict[str, torch.nn.Module], list, torch.nn.Module]:
+        """`accelerator.prepare` the mode's networks (`network_sets`, in its order) and `others` (optimizers,
+        schedulers, loaders), then start the weight average (`train.ema_decay`) of the deblurring generator. Returns
+        the prepared networks by role, the prepared `others`, and the generator the run delivers: the average when
+        there is one, what samples show and the run saves."""
+        networks, others = NETWORK_SETS[self.config.train.mode].prepare(self.accelerator, networks, *others)
+        averaged = self._weight_average(networks[DELIVERED])
+        return networks, others, averaged.module if averaged is not None else networks[DELIVERED]
 
     def hold_frozen(self) -> None:
         """Before the generators' optimizer step: during the first `train.freeze_steps` steps, drop the frozen
@@ -157,7 +167,7 @@ class TrainingSession:
             for parameter in self._frozen:
                 parameter.grad = None
 
-    def weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
+    def _weight_average(self, generator: torch.nn.Module) -> AveragedModel | None:
         """The EMA copy of `generator` (`train.ema_decay`), or None when it is off; `end_step` updates it after
         each generator update. Never trained itself, so it stays out of `prepare`."""
         decay = self.config.train.ema_decay
