@@ -1,13 +1,15 @@
 """Unpaired adaptation on held-out photos: a base model zero-shot against the same model adapted to a blur by
 configs/adapt.yaml, on unpaired folders, over seeds.
 
-Rerun: python bench/adapt.py [--split val|test] [--rows motion ...] [--base general] [--seeds 0 1 2] [--deliver best|guard]
+Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift] [--base general] [--seeds 0 1 2] [--deliver best|guard]
 [--set K=V ...]
 
 Rows (one user's blur each):
 - motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
   `cycledeblur synth --kind motion` (noise 0.005), the other half sharp, so that no pair exists. Scored on the
-  split's photos under bench/quality.py's mild and strong motion rows (its sets, its seeds).
+  split's photos under bench/quality.py's mild and strong motion rows (its sets, its seeds). Base: --base.
+- blur-shift: the same camera shake, adapted from a base that never saw it: configs/general.yaml without motion
+  blur (BASE_RECIPES["no-motion"]), trained by this benchmark on the corpus's train photos and reused after.
 
 Every adapted run scores itself on the val split's motion rows while it trains (`data.val_blur`). With `--deliver
 best` (the default) it delivers its best step there (`train.keep_best`); with `--deliver guard` it delivers its
@@ -63,6 +65,19 @@ ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
 DELIVERY = {"best": "train.keep_best=true", "guard": "train.guard=true"}
 
 
+GENERAL_CONFIG = ROOT / "configs" / "general.yaml"
+# The blur-shift base: configs/general.yaml without camera shake (the mixture's pairs of kinds include it too), on a
+# third of its schedule (its lr decay has the same shape), so that adapting to shake has something to learn.
+BASE_RECIPES = {
+    "no-motion": [
+        "data.synthetic_blur.motion=0",
+        "data.synthetic_blur.mixture=0",
+        "train.max_steps=3000",
+        "train.checkpoint_every=1000",
+    ],
+}
+
+
 @dataclass(frozen=True)
 class AdaptRow:
     key: str
@@ -70,14 +85,34 @@ class AdaptRow:
     kind: str  # the `cycledeblur synth --kind` of the user's blurred folder
     scored_sets: tuple[str, ...]  # bench/quality.py's rows that score it
     seed: int  # of the synthetic blur of the training folder
+    base_recipe: str = ""  # a key of BASE_RECIPES, trained by this benchmark; "": the --base model
 
 
-ROWS = {row.key: row for row in (AdaptRow("motion", "motion blur", "motion", ("motion-mild", "motion-strong"), 21),)}
+ROWS = {
+    row.key: row
+    for row in (
+        AdaptRow("motion", "motion blur", "motion", ("motion-mild", "motion-strong"), 21),
+        AdaptRow("blur-shift", "motion blur, base trained without it", "motion", ("motion-mild", "motion-strong"), 21, "no-motion"),
+    )
+}
+
+
+def base_model(args: argparse.Namespace, row: AdaptRow) -> str:
+    """The model `row` adapts: --base, or its base recipe's run on the corpus's train photos (trained unless reused)."""
+    if not row.base_recipe:
+        return args.base
+    # configs/general.yaml makes its pairs from sharp photos alone (data.synthetic_blur): no blurred folder.
+    recipe = [*BASE_RECIPES[row.base_recipe], *args.base_overrides]
+    overrides = [f"data.sharp={args.corpus / 'train'}", "data.blur=", *recipe, "train.seed=0"]
+    run = run_folder(args.runs, f"base-{row.base_recipe}", 0, overrides)
+    if args.retrain_base or not finished(run, GENERAL_CONFIG, args.corpus, overrides):
+        train_run(GENERAL_CONFIG, overrides, run, args.corpus, args.runs / ".cache", threads=args.threads)
+    return str(run)
 
 
 def user_folders(corpus: Path, runs: Path, row: AdaptRow) -> Path:
     """The user's unpaired folders (blur/, sharp/) for `row`, made once from the corpus's train tiles."""
-    folder = runs / "data" / row.key
+    folder = runs / "data" / row.kind
     done = folder / "synth.json"  # written last: a folder without it is incomplete
     if not done.is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -93,7 +128,7 @@ def row_sets(row: AdaptRow, photos: list[Path], out: Path) -> dict[str, dict[str
 
 def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
     """One folder of the val split's pairs of `row` (blur/, sharp/), for `data.val_blur` while training."""
-    folder = runs / "val-pairs" / row.key
+    folder = runs / "val-pairs" / row.kind  # rows of one kind share their user's folders and their scoring
     val_out = runs / "val-sets"
     sets = row_sets(row, corpus_photos(corpus, "val", with_train=False), val_out)
     if not (folder / "done").is_file():
@@ -107,11 +142,11 @@ def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
     return folder
 
 
-def adapted_runs(args: argparse.Namespace, row: AdaptRow) -> dict[int, Path]:
-    """Seed -> the finished adapted run of `row`, trained now unless reused."""
+def adapted_runs(args: argparse.Namespace, row: AdaptRow, base: str) -> dict[int, Path]:
+    """Seed -> the finished adapted run of `row` from `base`, trained now unless reused."""
     folders = user_folders(args.corpus, args.runs, row)
     val_pairs = merged_validation_pairs(row, args.corpus, args.runs)
-    overrides = [f"model.init_from={args.base}", DELIVERY[args.deliver], *args.overrides]
+    overrides = [f"model.init_from={base}", DELIVERY[args.deliver], *args.overrides]
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
@@ -175,12 +210,16 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     load_config(ADAPT_CONFIG, [f"model.init_from={args.base}", *args.overrides])  # a bad override fails at once
     photos = corpus_photos(args.corpus, args.split, with_train=True)
     out = args.out or Path("bench/out/adapt") / args.split
-    zero_shot = Deblurrer(resolve_generator(args.base))
     results_rows = {}
     for key in args.rows:
         row = ROWS[key]
-        runs = adapted_runs(args, row)
-        models = {("input", None): lambda pair: pair.blurred, ("zero-shot", None): lambda pair: zero_shot(pair.blurred)}
+        base = base_model(args, row)
+        zero_shot = Deblurrer(resolve_generator(base))
+        runs = adapted_runs(args, row, base)
+        models = {
+            ("input", None): lambda pair: pair.blurred,
+            ("zero-shot", None): lambda pair, zero_shot=zero_shot: zero_shot(pair.blurred),
+        }
         for seed, run in runs.items():
             deblurrer = Deblurrer(resolve_generator(run))
             models["adapted", seed] = lambda pair, deblurrer=deblurrer: deblurrer(pair.blurred)
@@ -202,6 +241,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         save_figure(figure_examples(out, sets, [photo.name for photo in photos]), restorers, args.crop, figure)
         results_rows[key] = {
             "title": row.title,
+            "base": base,
             "runs": {str(s): str(r) for s, r in runs.items()},
             "sets": scored_sets,
             "figure": str(figure),
@@ -248,7 +288,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="best: the best val step (train.keep_best); guard: the last step or the start (train.guard)",
     )
     add_override_argument(parser, "overrides of configs/adapt.yaml, e.g. train.max_steps=200")
-    parser.add_argument("--retrain", action="store_true", help="train again where a finished run exists")
+    add_override_argument(parser, "overrides of the rows' base recipes (configs/general.yaml)", "--base-set", "base_overrides")
+    parser.add_argument("--retrain", action="store_true", help="train the adapted runs again where finished ones exist")
+    parser.add_argument("--retrain-base", action="store_true", help="train the rows' base recipes again (BASE_RECIPES)")
     parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")
     parser.add_argument("--crop", type=int, default=160, help="side of the figures' crops (px, default %(default)s)")
     return parser.parse_args(argv)

@@ -748,9 +748,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_override_argument(parser: argparse.ArgumentParser, help: str) -> None:
+def add_override_argument(parser: argparse.ArgumentParser, help: str, flag: str = "--set", dest: str = "overrides") -> None:
     """`--set KEY=VALUE ...`: config overrides of the trained runs (repeatable)."""
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help)
+    parser.add_argument(flag, dest=dest, action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

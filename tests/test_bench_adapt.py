@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from bench import adapt, quality
+from cycledeblur.config import load_config
 from cycledeblur.models import build_generator
 
 from .conftest import TINY_NETWORKS
@@ -27,9 +28,22 @@ TINY = [
 ]
 
 
+# The blur-shift row's base, trained by the benchmark: configs/general.yaml with TINY's generator, for two steps.
+TINY_BASE_RECIPE = [
+    *(option for option in TINY if option.startswith("model.generator.")),
+    "train.max_steps=2",
+    "train.batch_size=1",
+    "data.crop_size=32",
+    "data.num_workers=0",
+    "train.sample_size=32",
+    "train.mixed_precision=no",
+]
+
+
 def benchmark_arguments(corpus, out, runs, base, options: str) -> list[str]:
     """bench/adapt.py's arguments for a tiny run in tmp_path (whose paths have no spaces)."""
-    return f"--corpus {corpus} --out {out} --runs {runs} --base {base} --threads 1 {options} --set".split() + TINY
+    arguments = f"--corpus {corpus} --out {out} --runs {runs} --base {base} --threads 1 {options}".split()
+    return [*arguments, "--set", *TINY, "--base-set", *TINY_BASE_RECIPE]
 
 
 @pytest.mark.slow
@@ -57,6 +71,13 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     for run in motion["runs"].values():
         rows = [json.loads(line) for line in open(f"{run}/logs/metrics.jsonl")]
         assert [row["step"] for row in rows if "val/psnr" in row] == [0, 1, 2]
+    # The blur-shift row adapts, to the same folders, a base that the benchmark trained without motion blur.
+    shift = results["rows"]["blur-shift"]
+    base_config = load_config(f"{shift['base']}/config.yaml")
+    assert base_config.data.synthetic_blur.motion == 0 == base_config.data.synthetic_blur.mixture
+    for run in shift["runs"].values():
+        assert load_config(f"{run}/config.yaml").model.init_from == shift["base"]
+    assert f"| motion blur, base trained without it: {shift['sets']['motion-mild']['title']} |" in printed
     val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
     assert val_pairs == [
         f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
@@ -68,7 +89,7 @@ def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsy
     base = tmp_path / "base"
     build_generator("nafnet", **TINY_BASE).save_pretrained(base)
     out = tmp_path / "out"
-    assert adapt.main(benchmark_arguments(corpus, out, tmp_path / "runs", base, "--seeds 0 --deliver guard")) == 0
+    assert adapt.main(benchmark_arguments(corpus, out, tmp_path / "runs", base, "--rows motion --seeds 0 --deliver guard")) == 0
     (guard,) = json.loads((out / "results.json").read_text())["rows"]["motion"]["guard"].values()
     assert guard["delivered"] == ("trained" if guard["trained"] >= guard["start"] else "start")
     assert f"seed 0: {guard['delivered']} ({guard['trained']:.2f} vs {guard['start']:.2f} dB)" in capsys.readouterr().out
