@@ -359,7 +359,8 @@ def training_overrides(run: Path, tiles: Path, overrides: list[str]) -> list[str
 def finished(run: Path, config: Path, tiles: Path, overrides: list[str]) -> bool:
     """Whether `run` completed under the recipe it would be trained with now. The folder's name comes from the
     overrides alone: a config file edited since (another default) must not pass an older run off as this one.
-    `train.mixed_precision` is left out: `auto` resolves per machine, and the run's config.yaml says what it used."""
+    Left out: `output_dir` (a run moved to the folder of the recipe it matches is that recipe's run) and
+    `train.mixed_precision` (`auto` resolves per machine, and the run's config.yaml says what it used)."""
     if not all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors")):
         return False
     if not (run / "config.yaml").is_file():
@@ -367,7 +368,7 @@ def finished(run: Path, config: Path, tiles: Path, overrides: list[str]) -> bool
 
     def recipe(config: Config) -> dict[str, Any]:
         settings = config_to_dict(config)
-        del settings["train"]["mixed_precision"]
+        del settings["output_dir"], settings["train"]["mixed_precision"]
         return settings
 
     return recipe(load_config(run / "config.yaml")) == recipe(load_config(config, training_overrides(run, tiles, overrides)))

@@ -124,5 +124,8 @@ def test_a_run_is_reused_only_under_the_recipe_it_was_trained_with(tmp_path):
     save_config(saved, run / "config.yaml")
     assert quality.finished(run, config, tiles, overrides)  # the precision `auto` chose is no difference
     assert not quality.finished(run, config, tiles, ["train.seed=2"])
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert quality.finished(moved, config, tiles, overrides)  # the same recipe, in another folder
     config.write_text(config.read_text().replace("max_steps:", "max_steps: 7 #"))  # a default edited since
-    assert not quality.finished(run, config, tiles, overrides)
+    assert not quality.finished(moved, config, tiles, overrides)
