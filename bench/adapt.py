@@ -198,8 +198,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"\nGuard, {row['title']} (trained vs start on the reblurred sharp photos): {chosen}.")
     computer = results["machine"]
     lines.append("")
+    bases = "; ".join(f"{row['title']}: `{row['base']}`" for row in results["rows"].values())
     lines.append(
-        f"Base `{results['base']}`, seeds {' '.join(map(str, results['seeds']))}, {len(results['photos'])} photos of "
+        f"Adapted from ({bases}), seeds {' '.join(map(str, results['seeds']))}, {len(results['photos'])} photos of "
         f"the {split} split; {computer['cpu']} ({computer['cpu_count']} cores"
         f"{', avx512_bf16' if computer['avx512_bf16'] else ', no bf16 units'}), {results['date']}."
     )
@@ -251,7 +252,6 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
     results = {
         "split": args.split,
         "photos": [photo.name for photo in photos],
-        "base": args.base,
         "seeds": args.seeds,
         "overrides": args.overrides,
         "deliver": args.deliver,

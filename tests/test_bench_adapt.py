@@ -78,6 +78,7 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     for run in shift["runs"].values():
         assert load_config(f"{run}/config.yaml").model.init_from == shift["base"]
     assert f"| motion blur, base trained without it: {shift['sets']['motion-mild']['title']} |" in printed
+    assert f"motion blur: `{base}`; motion blur, base trained without it: `{shift['base']}`" in printed
     val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
     assert val_pairs == [
         f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
