@@ -1,7 +1,10 @@
-"""The generated configuration reference and the one source of defaults."""
+"""The generated configuration reference, the one source of defaults, and links that resolve."""
 
 import dataclasses
 import importlib.util
+import re
+
+import pytest
 
 from cycledeblur.config import Config, NetworkConfig, SyntheticBlurConfig, config_to_dict, load_config
 from cycledeblur.models import DISCRIMINATORS, GENERATORS
@@ -47,3 +50,31 @@ def test_configs_default_yaml_spells_out_the_dataclass_defaults():
         for config in (from_file, from_code):
             setattr(config.model, network, None)
     assert config_to_dict(from_file) == config_to_dict(from_code)
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub and the Hub give a page's headings: lowercased, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("page", ["README.md", *(f"docs/{path.name}" for path in sorted((ROOT / "docs").glob("*.md")))])
+def test_every_relative_link_and_picture_of_the_docs_resolves(page):
+    """Relative links render on GitHub and on the Hub alike; each must name a file of the repository, and a
+    #fragment a heading of that page."""
+    source = ROOT / page
+    text = re.sub(r"```.*?```", "", source.read_text(), flags=re.DOTALL)  # code blocks hold no links
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links or page != "README.md"
+    for link in links:
+        if re.match(r"[a-z]+://|mailto:", link):
+            continue
+        path, _, fragment = link.partition("#")
+        target = (source.parent / path).resolve() if path else source
+        assert target.exists(), f"{page}: {link} names no file"
+        if fragment and target.suffix == ".md":
+            assert fragment in heading_anchors(target.read_text()), f"{page}: {link} names no heading of {target.name}"
