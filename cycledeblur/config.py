@@ -190,7 +190,8 @@ class LossConfig:
     """The adversarial loss: least squares (CycleGAN's), the original cross-entropy, or hinge."""
     adv_deblur: float = 1.0
     """Weight of fooling the sharp-image discriminator. Lower trades hallucinated texture for fidelity: a blur kernel
-    averages away what the deblurring generator invents, so the cycle alone cannot punish it."""
+    averages away what the deblurring generator invents, so the cycle alone cannot punish it. At 0 (unpaired) the
+    discriminator of sharp photos is neither consulted nor trained."""
     adv_reblur: float = 1.0
     """Weight of fooling the blurred-image discriminator (what makes the reblurred images, or kernels, realistic)."""
     cycle: float = 10.0

@@ -263,8 +263,11 @@ def test_without_the_blurred_side_of_the_cycle_the_deblurrer_learns_from_pseudo_
     networks = {"reblur": reblur, **discriminators}
     calls = []
     reblur.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0]))
-    loss_cfg = LossConfig(cycle_blurred=0.0, cycle_trains_reblur=False, identity_reblur=0.0)
+    loss_cfg = LossConfig(cycle_blurred=0.0, cycle_trains_reblur=False, identity_reblur=0.0, adv_deblur=0.0)
+    sharp_calls = []
+    discriminators["discriminator_sharp"].register_forward_hook(lambda module, inputs, output: sharp_calls.append(1))
     _, fake_blurred, terms, weights = generator_terms(deblur, reblur, networks, blurred, sharp, loss_cfg)
+    assert "adv_deblur" not in terms and not sharp_calls  # without its weight, the sharp discriminator is not consulted
     assert weights["cycle"] == loss_cfg.cycle
     assert len(calls) == 1 and calls[0] is sharp  # the deblurred photos are never reblurred
     expected = torch.nn.functional.l1_loss(deblur(fake_blurred.detach()), sharp)

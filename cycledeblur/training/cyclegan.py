@@ -137,17 +137,18 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                         fake_sharp, fake_blurred, terms = deblur(blurred), reblur(sharp), {}
 
                 # Discriminators: real vs. generated (from the history pool), on detached fakes.
-                terms["d_sharp"] = discriminator_adversarial_loss(
-                    discriminator_sharp(with_instance_noise(sharp, noise)),
-                    discriminator_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
-                    loss_cfg.gan_mode,
-                )
+                if loss_cfg.adv_deblur > 0:
+                    terms["d_sharp"] = discriminator_adversarial_loss(
+                        discriminator_sharp(with_instance_noise(sharp, noise)),
+                        discriminator_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
+                        loss_cfg.gan_mode,
+                    )
                 terms["d_blurred"] = discriminator_adversarial_loss(
                     discriminator_blurred(with_instance_noise(blurred, noise)),
                     discriminator_blurred(with_instance_noise(fake_blurred_pool.query(fake_blurred.detach()), noise)),
                     loss_cfg.gan_mode,
                 )
-                accelerator.backward(terms["d_sharp"] + terms["d_blurred"])
+                accelerator.backward(sum(terms[name] for name in ("d_sharp", "d_blurred") if name in terms))
                 optimizer_d.step()
                 optimizer_d.zero_grad(set_to_none=True)
 
@@ -176,14 +177,14 @@ def generator_terms(deblur, reblur, unwrapped: dict, blurred, sharp, loss_cfg: L
         frozen(unwrapped["discriminator_sharp"]) as discriminator_sharp,
         frozen(unwrapped["discriminator_blurred"]) as discriminator_blurred,
     ):
-        terms = {
-            "adv_deblur": generator_adversarial_loss(
+        terms = {}
+        if loss_cfg.adv_deblur > 0:  # at 0 the deblurrer learns from the cycle alone, and its discriminator idles
+            terms["adv_deblur"] = generator_adversarial_loss(
                 discriminator_sharp(with_instance_noise(fake_sharp, instance_noise)), loss_cfg.gan_mode
-            ),
-            "adv_reblur": generator_adversarial_loss(
-                discriminator_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
-            ),
-        }
+            )
+        terms["adv_reblur"] = generator_adversarial_loss(
+            discriminator_blurred(with_instance_noise(fake_blurred, instance_noise)), loss_cfg.gan_mode
+        )
     # Without cycle_trains_reblur the cycle trains the deblurrer only: its partner is frozen, its fakes detached.
     partner = contextlib.nullcontext(reblur) if loss_cfg.cycle_trains_reblur else frozen(unwrapped["reblur"])
     with partner as cycle_reblur:
