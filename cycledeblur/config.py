@@ -306,6 +306,10 @@ class TrainConfig:
     keep_best_margin: float = 0.0
     """dB by which a validation scoring must beat the best so far to replace it (`train.keep_best`). A gain within the
     noise of a few pairs is no reason to leave weights known to work: the start, for a fine-tune."""
+    keep_best_by: Literal["mean", "worst"] = "mean"
+    """What `train.keep_best` ranks the scorings by. `mean`: the mean PSNR over the validation pairs. `worst`: the
+    worst pair's PSNR change over the run's first scoring (the weights it started from, which count 0), so that a
+    step is delivered only when it gains on every pair: no pair, and no kind of blur among them, pays for another."""
     guard: bool = False
     """Unpaired fine-tunes without validation pairs to choose by: at the end, score the trained deblurrer and the
     weights it started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and

@@ -74,7 +74,8 @@ VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "t
         ("cpu-fast.yaml", 1, SEMI_PAIRED),
         ("default.yaml", 1, SPECTRAL_MULTISCALE),
         ("cpu-fast.yaml", 1, VALIDATION),
-        ("adapt.yaml", 1, (*VALIDATION, "train.freeze_steps=6")),  # the deblurrer waits across the resume point
+        # The deblurrer waits across the resume point; ranking by the worst pair needs the first scoring's per-pair PSNRs.
+        ("adapt.yaml", 1, (*VALIDATION, "train.freeze_steps=6", "train.keep_best_by=worst")),
     ],
 )
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):

@@ -59,28 +59,52 @@ def test_without_keep_best_the_last_weights_are_delivered(photo_folder, paired, 
     assert any((delivered[key] != bundled[key]).any() for key in bundled)
 
 
-def test_a_gain_within_the_margin_keeps_the_start(paired, monkeypatch):
-    """The best step moves only for a scoring better by `train.keep_best_margin` dB than the best so far."""
+def scripted_validation(paired, monkeypatch, scorings, *overrides):
+    """A `Validation` on the real pairs whose scorings return `scorings` in turn: each a list of per-pair PSNRs."""
+    from cycledeblur.evaluation import EvaluationReport, ImageScores
     from cycledeblur.training import validation
 
-    class Report:
-        failed: dict = {}
+    def report(psnrs):
+        images = [ImageScores(f"pair{i}", {"psnr": 20.0, "ssim": 0.5}, {"psnr": p, "ssim": 0.5}) for i, p in enumerate(psnrs)]
+        return EvaluationReport("paired", images)
 
-        def __init__(self, psnr):
-            self.psnr = psnr
-
-        def mean(self, side):
-            return {"psnr": self.psnr if side == "output" else 20.0, "ssim": 0.5}
-
-    scorings = iter([30.0, 30.08, 29.0, 30.15, 30.2])
-    monkeypatch.setattr(validation, "score_pairs", lambda deblurrer, pairs: Report(next(scorings)))
-    config = load_config(None, [f"data.val_blur={paired / 'blur'}", f"data.val_sharp={paired / 'sharp'}", "train.keep_best_margin=0.1"])
+    reports = iter([report(psnrs) for psnrs in scorings])
+    monkeypatch.setattr(validation, "score_pairs", lambda deblurrer, pairs: next(reports))
     monkeypatch.setattr(validation, "Deblurrer", lambda generator, device: generator)
-    tracker, network = validation.Validation(config), torch.nn.Conv2d(3, 3, 1)
-    best = [tracker.score(network, step, torch.device("cpu"))["val/best_step"] for step in (0, 1, 2, 3, 4)]
-    assert best == [0, 0, 0, 3, 3]  # +0.08 and then +0.05 over the best are within the margin; +0.15 is not
+    config = load_config(None, [f"data.val_blur={paired / 'blur'}", f"data.val_sharp={paired / 'sharp'}", *overrides])
+    return validation.Validation(config)
+
+
+def best_steps(tracker, steps):
+    network = torch.nn.Conv2d(3, 3, 1)
+    return [tracker.score(network, step, torch.device("cpu"))["val/best_step"] for step in steps]
+
+
+def test_a_gain_within_the_margin_keeps_the_start(paired, monkeypatch):
+    """The best step moves only for a scoring better by `train.keep_best_margin` dB than the best so far."""
+    scorings = [[30.0], [30.08], [29.0], [30.15], [30.2]]
+    tracker = scripted_validation(paired, monkeypatch, scorings, "train.keep_best_margin=0.1")
+    assert best_steps(tracker, range(5)) == [0, 0, 0, 3, 3]  # +0.08 and then +0.05 over the best are within the margin
     with pytest.raises(ConfigError, match="train.keep_best_margin must be >= 0"):
         load_config(None, ["train.keep_best_margin=-0.1"])
+
+
+def test_ranking_by_the_worst_pair_lets_no_pair_pay_for_another(paired, monkeypatch):
+    """`keep_best_by=worst`: a step whose mean gain hides a loss on one pair does not replace the start; one that gains
+    on every pair does, and the ranking survives a checkpoint."""
+    scorings = [[30.0, 24.0], [31.0, 23.8], [30.3, 24.1], [31.0, 24.2]]
+    by_mean = scripted_validation(paired, monkeypatch, scorings, "train.keep_best=true")
+    assert best_steps(by_mean, range(4)) == [0, 1, 1, 3]  # step 1: mean +0.4 dB, though the second pair lost 0.2
+    worst = scripted_validation(paired, monkeypatch, scorings, "train.keep_best=true", "train.keep_best_by=worst")
+    network = torch.nn.Conv2d(3, 3, 1)
+    logged = [worst.score(network, step, torch.device("cpu")) for step in range(3)]
+    assert [row["val/best_step"] for row in logged] == [0, 0, 2]
+    assert [row["val/worst_change"] for row in logged] == pytest.approx([0.0, -0.2, 0.1])
+    resumed = scripted_validation(paired, monkeypatch, scorings[3:], "train.keep_best=true", "train.keep_best_by=worst")
+    resumed.load_state_dict(worst.state_dict())
+    assert best_steps(resumed, [3]) == [3] and resumed.best_score == pytest.approx(0.2)  # changes still from step 0
+    with pytest.raises(ConfigError, match="train.keep_best_by must be one of 'mean', 'worst'; got 'median'"):
+        load_config(None, ["train.keep_best_by=median"])
 
 
 @pytest.mark.parametrize(

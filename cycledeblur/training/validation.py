@@ -4,6 +4,8 @@ The first scoring is of the weights the run starts from (zero-shot, for a fine-t
 steps and at the last one. With `train.keep_best`, the weights of the best scoring are kept (in memory and in every
 checkpoint, so a resumed run keeps them too) and delivered at the end: a fine-tune that only hurts its validation
 pairs delivers the weights it started from, and so does one whose gains stay within `train.keep_best_margin`.
+Scorings are ranked by the mean PSNR over the pairs, or (`train.keep_best_by=worst`) by the worst pair's change over
+the first scoring, so that a mean gain on some pairs cannot hide a loss on others.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ class Validation:
             ) from None
         self.channels = data.channels
         self.every, self.keep_best, self.margin = config.train.val_every, config.train.keep_best, config.train.keep_best_margin
-        self.best_psnr, self.best_step = -math.inf, -1
+        self.rank_by = config.train.keep_best_by
+        self.best_score, self.best_psnr, self.best_step = -math.inf, -math.inf, -1
+        self.first_psnrs: torch.Tensor | None = None  # per pair, of the first scoring: what `worst` measures changes from
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def due(self, step: int, last: bool) -> bool:
@@ -51,14 +55,20 @@ class Validation:
             name, reason = next(iter(report.failed.items()))
             raise UserError(f"validation pair {name} cannot be scored: {reason}")
         output, given = report.mean("output"), report.mean("input")
-        if output["psnr"] > self.best_psnr + self.margin:
-            self.best_psnr, self.best_step = output["psnr"], step
+        psnrs = torch.tensor([image.output["psnr"] for image in report.images], dtype=torch.float64)
+        if self.first_psnrs is None:
+            self.first_psnrs = psnrs
+        worst_change = float((psnrs - self.first_psnrs).min())
+        score = worst_change if self.rank_by == "worst" else output["psnr"]
+        if score > self.best_score + self.margin:
+            self.best_score, self.best_psnr, self.best_step = score, output["psnr"], step
             if self.keep_best:
                 self.best_weights = {name: value.detach().cpu().clone() for name, value in generator.state_dict().items()}
         return {
             "val/psnr": output["psnr"],
             "val/ssim": output["ssim"],
             "val/psnr_gain": output["psnr"] - given["psnr"],
+            "val/worst_change": worst_change,
             "val/best_step": float(self.best_step),
         }
 
@@ -70,7 +80,13 @@ class Validation:
         return self.best_step
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {"best_psnr": torch.tensor(self.best_psnr, dtype=torch.float64), "best_step": torch.tensor(self.best_step)}
+        state = {
+            "best_score": torch.tensor(self.best_score, dtype=torch.float64),
+            "best_psnr": torch.tensor(self.best_psnr, dtype=torch.float64),
+            "best_step": torch.tensor(self.best_step),
+        }
+        if self.first_psnrs is not None:
+            state["first_psnrs"] = self.first_psnrs
         if self.best_weights is not None:
             state |= {f"weights.{name}": value for name, value in self.best_weights.items()}
         return state
@@ -79,5 +95,8 @@ class Validation:
         if not state:  # a checkpoint of a run without validation: this run's scoring starts from here
             return
         self.best_psnr, self.best_step = float(state["best_psnr"]), int(state["best_step"])
+        # Checkpoints written before `keep_best_by` ranked by the mean PSNR alone, and kept no per-pair scores.
+        self.best_score = float(state.get("best_score", state["best_psnr"]))
+        self.first_psnrs = state.get("first_psnrs")
         weights = {name.removeprefix("weights."): value for name, value in state.items() if name.startswith("weights.")}
         self.best_weights = weights or None
