@@ -203,6 +203,15 @@ def test_every_shipped_config_loads(path):
     load_config(path)
 
 
+@pytest.mark.parametrize("name", ["finetune-medical.yaml", "finetune-satellite.yaml"])
+def test_the_domain_fine_tunes_are_the_adaptation_recipe(name):
+    """configs/adapt.yaml's recipe on the domain's channels and crops: one recipe to measure and to fix."""
+    recipe, domain = (config_to_dict(load_config(ROOT / "configs" / config)) for config in ("adapt.yaml", name))
+    for settings in (recipe, domain):
+        del settings["output_dir"], settings["data"]
+    assert domain == recipe
+
+
 def test_the_gpu_adaptation_is_the_cpu_one_scaled_up():
     """Same recipe (losses, learning rates, networks' families, the deblurrer's architecture), other sizes."""
     cpu, gpu = (config_to_dict(load_config(ROOT / "configs" / name)) for name in ("adapt.yaml", "adapt-gpu.yaml"))
