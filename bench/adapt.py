@@ -1,21 +1,29 @@
 """Unpaired adaptation on held-out photos: a base model zero-shot against the same model adapted to a blur by
 configs/adapt.yaml, on unpaired folders, over seeds.
 
-Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift] [--base general] [--seeds 0 1 2] [--deliver best|guard]
-[--set K=V ...]
+Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift aerial medical scratch] [--base general]
+[--seeds 0 1 2] [--deliver worst|mean|guard] [--set K=V ...]
 
-Rows (one user's blur each):
+Rows (one user's blur and photos each):
 - motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
   `cycledeblur synth --kind motion` (noise 0.005), the other half sharp, so that no pair exists. Scored on the
   split's photos under bench/quality.py's mild and strong motion rows (its sets, its seeds). Base: --base.
 - blur-shift: the same camera shake, adapted from a base that never saw it: configs/general.yaml without motion
   blur (BASE_RECIPES["no-motion"]), trained by this benchmark on the corpus's train photos and reused after.
+- aerial, medical (content shift): the domain examples of `cycledeblur.domain_examples` (PyWavelets' aerial
+  photograph; pydicom's CT, MR and radiography slices), split by `domain_corpus` into train / val / test bands of
+  each image, blurred by `synth --kind gaussian`: a blur the base knows, on content it was not trained on. Scored
+  under bench/quality.py's mild and strong Gaussian rows. Base: --base.
+- scratch: the motion row's folders, unpaired from scratch (no `model.init_from`, SCRATCH_RECIPE): its change is
+  over the input.
 
-Every adapted run scores itself on the val split's motion rows while it trains (`data.val_blur`). With `--deliver
-best` (the default) it delivers its best step there (`train.keep_best`); with `--deliver guard` it delivers its
-last step unless the no-reference guard (`train.guard`) prefers the start, as a user without pairs would run it,
-and the table reports what the guard chose. The test split is only scored. With `--split val` the numbers are those of the
-very photos the steps were chosen on: use them to compare recipes, not to report.
+Every adapted run scores itself on the val split's pairs of its row while it trains (`data.val_blur`) and delivers
+its best step there (`train.keep_best`): with `--deliver worst` (the default) the step whose worst val pair gained
+most over the start (`train.keep_best_by=worst`: no pair may pay for another), with `--deliver mean` the best mean.
+With `--deliver guard` it delivers its last step unless the no-reference guard (`train.guard`) prefers the start,
+as a user without pairs would run it, and the table reports what the guard chose. The test split is only scored.
+With `--split val` the numbers are those of the very photos the steps were chosen on: use them to compare recipes,
+not to report.
 
 Writes OUT/results.json (every number, per seed and per image), OUT/figure-ROW.png (crops where the sharp photo has
 most detail: input | zero-shot | adapted, first seed | sharp) and prints a Markdown table (zero-shot, adapted as
@@ -26,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -36,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/adapt.py` from anywhere: import bench.*
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from bench.quality import (  # noqa: E402
     BLUR_SETS,
@@ -57,12 +70,18 @@ from bench.quality import (  # noqa: E402
     train_run,
 )
 from cycledeblur.config import load_config  # noqa: E402
+from cycledeblur.domain_examples import write_aerial_examples, write_medical_examples  # noqa: E402
+from cycledeblur.image_files import read_pixels  # noqa: E402
 from cycledeblur.inference import Deblurrer, resolve_generator  # noqa: E402
 from cycledeblur.synth import synthesize_folder  # noqa: E402
 from cycledeblur.training.tracking import read_metrics  # noqa: E402
 
 ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
-DELIVERY = {"best": "train.keep_best=true", "guard": "train.guard=true"}
+DELIVERY = {
+    "worst": ["train.keep_best=true", "train.keep_best_by=worst"],
+    "mean": ["train.keep_best=true"],
+    "guard": ["train.guard=true"],
+}
 
 
 GENERAL_CONFIG = ROOT / "configs" / "general.yaml"
@@ -78,6 +97,19 @@ BASE_RECIPES = {
 }
 
 
+# The scratch row: configs/adapt.yaml with nothing to start from, so nothing to hold or to guard, and the general
+# recipe's learning rate for a deblurrer that has everything to learn.
+SCRATCH_RECIPE = ["model.init_from=", "train.freeze=[]", "train.freeze_steps=0", "train.lr_g=1e-3"]
+SCRATCH = "scratch"  # the base_recipe of a row trained from scratch
+
+# Content shift: each domain image is cut into bands, so that no split shares a pixel with another.
+DOMAIN_WRITERS = {"aerial": partial(write_aerial_examples, tile_size=512), "medical": write_medical_examples}
+DOMAIN_LONGEST_SIDE = 512  # px, as the corpus's val and test photos: full-size radiographs are mostly smooth
+DOMAIN_SMALLEST_SIDE = 256  # px: pydicom's 64 and 128 px samples would leave bands narrower than a training crop
+DOMAIN_PIECE_WIDTH = 128  # px: val and test bands are cut into pieces, so that the worst-pair choice has pairs
+FLAT_STD = 0.02  # a piece of black background (scans' borders) scores noise, not deblurring
+
+
 @dataclass(frozen=True)
 class AdaptRow:
     key: str
@@ -85,22 +117,80 @@ class AdaptRow:
     kind: str  # the `cycledeblur synth --kind` of the user's blurred folder
     scored_sets: tuple[str, ...]  # bench/quality.py's rows that score it
     seed: int  # of the synthetic blur of the training folder
-    base_recipe: str = ""  # a key of BASE_RECIPES, trained by this benchmark; "": the --base model
+    base_recipe: str = ""  # a key of BASE_RECIPES, trained by this benchmark, or SCRATCH; "": the --base model
+    photos: str = "corpus"  # the photo corpus (--corpus), or a key of DOMAIN_WRITERS
 
 
+MOTION_SETS = ("motion-mild", "motion-strong")
+GAUSSIAN_SETS = ("gaussian-mild", "gaussian-strong")
 ROWS = {
     row.key: row
     for row in (
-        AdaptRow("motion", "motion blur", "motion", ("motion-mild", "motion-strong"), 21),
-        AdaptRow("blur-shift", "motion blur, base trained without it", "motion", ("motion-mild", "motion-strong"), 21, "no-motion"),
+        AdaptRow("motion", "motion blur", "motion", MOTION_SETS, 21),
+        AdaptRow("blur-shift", "motion blur, base trained without it", "motion", MOTION_SETS, 21, "no-motion"),
+        AdaptRow("aerial", "aerial photograph, Gaussian blur", "gaussian", GAUSSIAN_SETS, 22, photos="aerial"),
+        AdaptRow("medical", "CT, MR and radiographs, Gaussian blur", "gaussian", GAUSSIAN_SETS, 23, photos="medical"),
+        AdaptRow("scratch", "motion blur, unpaired from scratch", "motion", MOTION_SETS, 21, SCRATCH),
     )
 }
 
 
+def gray_image(path: Path) -> np.ndarray:
+    """A domain example as an H x W float array in [0, 1], downscaled (area average) to DOMAIN_LONGEST_SIDE."""
+    pixels = read_pixels(path)
+    image = pixels[..., 0].astype(np.float32) / np.iinfo(pixels.dtype).max
+    scale = DOMAIN_LONGEST_SIDE / max(image.shape)
+    if scale < 1:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
+    return image
+
+
+def save_gray_png(image: np.ndarray, path: Path) -> None:
+    """8-bit RGB, as the corpus's photos, so that every row is blurred, noised and scored the same way."""
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).convert("RGB").save(path)
+
+
+def domain_corpus(domain: str, folder: Path) -> Path:
+    """FOLDER/{train,val,test}: each example image of `domain`, at most DOMAIN_LONGEST_SIDE px, cut into bands: the
+    top half is train (its left and right halves, two photos for `synth` to split into the unpaired sides), the next
+    quarter val and the last quarter test (each cut into pieces DOMAIN_PIECE_WIDTH wide, flat ones left out)."""
+    done = folder / "done"  # written last: a folder without it is incomplete
+    if done.is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    for split in ("train", "val", "test"):
+        (folder / split).mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as examples:
+        for path in DOMAIN_WRITERS[domain](examples):
+            image = gray_image(path)
+            if min(image.shape) < DOMAIN_SMALLEST_SIDE:
+                continue
+            height, width = image.shape
+            half, three_quarters = height // 2, height * 3 // 4
+            save_gray_png(image[:half, : width // 2], folder / "train" / f"{path.stem}_left.png")
+            save_gray_png(image[:half, width // 2 :], folder / "train" / f"{path.stem}_right.png")
+            for split, band in (("val", image[half:three_quarters]), ("test", image[three_quarters:])):
+                pieces = math.ceil(width / DOMAIN_PIECE_WIDTH)
+                for index, piece in enumerate(np.array_split(band, pieces, axis=1)):
+                    if piece.std() >= FLAT_STD:
+                        save_gray_png(piece, folder / split / f"{path.stem}_{index}.png")
+    done.write_text("")
+    return folder
+
+
+def row_corpus(args: argparse.Namespace, row: AdaptRow) -> Path:
+    """The train / val / test photos of `row`: the photo corpus, or its domain's, built once under --runs."""
+    return args.corpus if row.photos == "corpus" else domain_corpus(row.photos, args.runs / "domains" / row.photos)
+
+
 def base_model(args: argparse.Namespace, row: AdaptRow) -> str:
-    """The model `row` adapts: --base, or its base recipe's run on the corpus's train photos (trained unless reused)."""
+    """The model `row` adapts: --base, or its base recipe's run on the corpus's train photos (trained unless reused);
+    "" for a row trained from scratch."""
     if not row.base_recipe:
         return args.base
+    if row.base_recipe == SCRATCH:
+        return ""
     # configs/general.yaml makes its pairs from sharp photos alone (data.synthetic_blur): no blurred folder.
     recipe = [*BASE_RECIPES[row.base_recipe], *args.base_overrides]
     overrides = [f"data.sharp={args.corpus / 'train'}", "data.blur=", *recipe, "train.seed=0"]
@@ -111,8 +201,8 @@ def base_model(args: argparse.Namespace, row: AdaptRow) -> str:
 
 
 def user_folders(corpus: Path, runs: Path, row: AdaptRow) -> Path:
-    """The user's unpaired folders (blur/, sharp/) for `row`, made once from the corpus's train tiles."""
-    folder = runs / "data" / row.kind
+    """The user's unpaired folders (blur/, sharp/) for `row`, made once from its corpus's train photos."""
+    folder = runs / "data" / f"{row.photos}-{row.kind}"  # rows of the same photos and blur share them
     done = folder / "synth.json"  # written last: a folder without it is incomplete
     if not done.is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -126,10 +216,15 @@ def row_sets(row: AdaptRow, photos: list[Path], out: Path) -> dict[str, dict[str
     return {blur_set.key: degraded_set(blur_set, photos, out) for blur_set in BLUR_SETS if blur_set.key in row.scored_sets}
 
 
+def scored_folder(out: Path, row: AdaptRow) -> Path:
+    """Where `row`'s degraded sets are built: each corpus has its own, as bench/quality.py's sets are keyed by blur."""
+    return out if row.photos == "corpus" else out / row.photos
+
+
 def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
     """One folder of the val split's pairs of `row` (blur/, sharp/), for `data.val_blur` while training."""
-    folder = runs / "val-pairs" / row.kind  # rows of one kind share their user's folders and their scoring
-    val_out = runs / "val-sets"
+    folder = runs / "val-pairs" / f"{row.photos}-{row.kind}"  # rows of the same photos and blur share their scoring
+    val_out = scored_folder(runs / "val-sets", row)
     sets = row_sets(row, corpus_photos(corpus, "val", with_train=False), val_out)
     if not (folder / "done").is_file():
         shutil.rmtree(folder, ignore_errors=True)
@@ -143,10 +238,12 @@ def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
 
 
 def adapted_runs(args: argparse.Namespace, row: AdaptRow, base: str) -> dict[int, Path]:
-    """Seed -> the finished adapted run of `row` from `base`, trained now unless reused."""
-    folders = user_folders(args.corpus, args.runs, row)
-    val_pairs = merged_validation_pairs(row, args.corpus, args.runs)
-    overrides = [f"model.init_from={base}", DELIVERY[args.deliver], *args.overrides]
+    """Seed -> the finished adapted run of `row` from `base` ("": from scratch), trained now unless reused."""
+    corpus = row_corpus(args, row)
+    folders = user_folders(corpus, args.runs, row)
+    val_pairs = merged_validation_pairs(row, corpus, args.runs)
+    start = SCRATCH_RECIPE if not base else [f"model.init_from={base}"]
+    overrides = [*start, *DELIVERY[args.deliver], *args.overrides]
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
@@ -176,7 +273,7 @@ def change_over_seeds(adapted: dict[str, Any], zero_shot: dict[str, Any]) -> dic
 def markdown(results: dict[str, Any]) -> str:
     split = results["split"]
     lines = [
-        f"| PSNR (dB), {split} | input | zero-shot | adapted (mean ± std over seeds) | adapted - zero-shot | worst seed |",
+        f"| PSNR (dB), {split} | input | zero-shot | adapted (mean ± std over seeds) | adapted - zero-shot (or input) | worst seed |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["rows"].values():
@@ -184,10 +281,11 @@ def markdown(results: dict[str, Any]) -> str:
             methods, change = scored["methods"], scored["change"]
             adapted = methods["adapted"]
             std = f" ± {adapted['psnr_std']:.2f}" if adapted.get("psnr_std") is not None else ""
+            zero_shot = f"{methods['zero-shot']['psnr']:.2f}" if "zero-shot" in methods else "-"
+            over = "" if scored["reference"] == "zero-shot" else " (over the input)"
             lines.append(
-                f"| {row['title']}: {scored['title']} | {methods['input']['psnr']:.2f} | "
-                f"{methods['zero-shot']['psnr']:.2f} | {adapted['psnr']:.2f}{std} | {change['mean']:+.2f} | "
-                f"{change['worst']:+.2f} |"
+                f"| {row['title']}: {scored['title']} | {methods['input']['psnr']:.2f} | {zero_shot} | "
+                f"{adapted['psnr']:.2f}{std} | {change['mean']:+.2f}{over} | {change['worst']:+.2f} |"
             )
     for row in results["rows"].values():
         if row.get("guard"):
@@ -198,51 +296,61 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"\nGuard, {row['title']} (trained vs start on the reblurred sharp photos): {chosen}.")
     computer = results["machine"]
     lines.append("")
-    bases = "; ".join(f"{row['title']}: `{row['base']}`" for row in results["rows"].values())
+    bases = "; ".join(f"{row['title']}: `{row['base']}`, {len(row['photos'])} photos" for row in results["rows"].values())
     lines.append(
-        f"Adapted from ({bases}), seeds {' '.join(map(str, results['seeds']))}, {len(results['photos'])} photos of "
-        f"the {split} split; {computer['cpu']} ({computer['cpu_count']} cores"
-        f"{', avx512_bf16' if computer['avx512_bf16'] else ', no bf16 units'}), {results['date']}."
+        f"Adapted from ({bases}) of the {split} split, seeds {' '.join(map(str, results['seeds']))}, delivering "
+        f"{results['deliver']}; {computer['cpu']} ({computer['cpu_count']} cores"
+        f"{''.join(f', {flag}' for flag in ('avx512_bf16', 'amx_bf16') if computer.get(flag)) or ', no bf16 units'}), "
+        f"{results['date']}."
     )
     return "\n".join(lines)
 
 
 def run_benchmark(args: argparse.Namespace, command: str) -> None:
-    load_config(ADAPT_CONFIG, [f"model.init_from={args.base}", *args.overrides])  # a bad override fails at once
-    photos = corpus_photos(args.corpus, args.split, with_train=True)
+    for key in args.rows:  # a bad override, or a delivery the row cannot have, fails at once
+        start = SCRATCH_RECIPE if ROWS[key].base_recipe == SCRATCH else [f"model.init_from={args.base}"]
+        load_config(ADAPT_CONFIG, [*start, *DELIVERY[args.deliver], "data.val_blur=v", "data.val_sharp=v", *args.overrides])
     out = args.out or Path("bench/out/adapt") / args.split
     results_rows = {}
     for key in args.rows:
         row = ROWS[key]
+        photos = corpus_photos(row_corpus(args, row), args.split, with_train=True)
+        row_out = scored_folder(out, row)
         base = base_model(args, row)
-        zero_shot = Deblurrer(resolve_generator(base))
         runs = adapted_runs(args, row, base)
-        models = {
-            ("input", None): lambda pair: pair.blurred,
-            ("zero-shot", None): lambda pair, zero_shot=zero_shot: zero_shot(pair.blurred),
-        }
+        # A row from scratch has no zero-shot: its change is over the input.
+        reference = "zero-shot" if base else "input"
+        models = {("input", None): lambda pair: pair.blurred}
+        restorers = {}
+        if base:
+            zero_shot = Deblurrer(resolve_generator(base))
+            models["zero-shot", None] = lambda pair, zero_shot=zero_shot: zero_shot(pair.blurred)
+            restorers["zero-shot"] = zero_shot
         for seed, run in runs.items():
             deblurrer = Deblurrer(resolve_generator(run))
             models["adapted", seed] = lambda pair, deblurrer=deblurrer: deblurrer(pair.blurred)
-        sets = row_sets(row, photos, out)
+        methods_scored = sorted({method for method, _ in models}, key=["input", "zero-shot", "adapted"].index)
+        sets = row_sets(row, photos, row_out)
         scored_sets = {}
         for blur_set in (s for s in BLUR_SETS if s.key in sets):
-            pairs = partial(load_pairs, out / "sets" / blur_set.key, sorted(sets[blur_set.key]))
-            scores = score_set(models, pairs(), {"input": 0.0, "zero-shot": 0.0, "adapted": 0.0})
-            methods = {method: summary(method, scores, None) for method in ("input", "zero-shot", "adapted")}
+            pairs = partial(load_pairs, row_out / "sets" / blur_set.key, sorted(sets[blur_set.key]))
+            scores = score_set(models, pairs(), dict.fromkeys(methods_scored, 0.0))
+            methods = {method: summary(method, scores, None) for method in methods_scored}
             scored_sets[blur_set.key] = {
                 "title": blur_set.title,
                 "methods": methods,
-                "change": change_over_seeds(methods["adapted"], methods["zero-shot"]),
+                "reference": reference,
+                "change": change_over_seeds(methods["adapted"], methods[reference]),
             }
             log(f"{key} / {blur_set.key}: scored")
         first_seed = min(runs)
-        restorers = {"zero-shot": zero_shot, f"adapted (seed {first_seed})": Deblurrer(resolve_generator(runs[first_seed]))}
+        restorers[f"adapted (seed {first_seed})"] = Deblurrer(resolve_generator(runs[first_seed]))
         figure = out / f"figure-{key}.png"
-        save_figure(figure_examples(out, sets, [photo.name for photo in photos]), restorers, args.crop, figure)
+        save_figure(figure_examples(row_out, sets, [photo.name for photo in photos]), restorers, args.crop, figure)
         results_rows[key] = {
             "title": row.title,
-            "base": base,
+            "base": base or "none (from scratch)",
+            "photos": [photo.name for photo in photos],
             "runs": {str(s): str(r) for s, r in runs.items()},
             "sets": scored_sets,
             "figure": str(figure),
@@ -251,7 +359,6 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
             results_rows[key]["guard"] = guard_choices(runs)
     results = {
         "split": args.split,
-        "photos": [photo.name for photo in photos],
         "seeds": args.seeds,
         "overrides": args.overrides,
         "deliver": args.deliver,
@@ -284,8 +391,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--deliver",
         choices=list(DELIVERY),
-        default="best",
-        help="best: the best val step (train.keep_best); guard: the last step or the start (train.guard)",
+        default="worst",
+        help="worst: the val step whose worst pair gained most (train.keep_best_by=worst); mean: the best mean val "
+        "step; guard: the last step or the start (train.guard)",
     )
     add_override_argument(parser, "overrides of configs/adapt.yaml, e.g. train.max_steps=200")
     add_override_argument(parser, "overrides of the rows' base recipes (configs/general.yaml)", "--base-set", "base_overrides")

@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from bench import adapt, quality
+from bench import adapt, guard_check, quality
 from cycledeblur.config import load_config
 from cycledeblur.models import build_generator
 
@@ -46,17 +47,22 @@ def benchmark_arguments(corpus, out, runs, base, options: str) -> list[str]:
     return [*arguments, "--set", *TINY, "--base-set", *TINY_BASE_RECIPE]
 
 
+def tiny_benchmark(tmp_path, corpus, options: str):
+    """bench/adapt.py with OPTIONS from a tiny base model, in tmp_path; returns the base, --out and --runs."""
+    base, out, runs = tmp_path / "base", tmp_path / "out", tmp_path / "runs"
+    build_generator("nafnet", **TINY_BASE).save_pretrained(base)
+    assert adapt.main(benchmark_arguments(corpus, out, runs, base, options)) == 0
+    return base, out, runs
+
+
 @pytest.mark.slow
 def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, capsys):
-    base = tmp_path / "base"
-    build_generator("nafnet", **TINY_BASE).save_pretrained(base)
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    assert adapt.main(benchmark_arguments(corpus, out, runs, base, "--seeds 0 1")) == 0
+    base, out, runs = tiny_benchmark(tmp_path, corpus, "--rows motion blur-shift --seeds 0 1")
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert printed.strip().splitlines()[-1] == results["command"]
-    assert results["photos"] == ["astronaut.png", "chelsea.png"]  # the test split
     motion = results["rows"]["motion"]
+    assert motion["photos"] == ["astronaut.png", "chelsea.png"]  # the test split
     assert set(motion["sets"]) == {"motion-mild", "motion-strong"} and set(motion["runs"]) == {"0", "1"}
     with Image.open(motion["figure"]) as figure:  # two rows (mild, strong) of 4 crops: input | zero-shot | adapted | sharp
         side = (figure.width - 3 * quality.GAP) / 4
@@ -67,10 +73,11 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
         changes = [seed["psnr"] - zero_shot["psnr"] for seed in adapted["seeds"].values()]
         assert scored["change"]["worst"] == min(changes)
         assert f"| motion blur: {scored['title']} |" in printed
-    # Each run scored itself on the val split's motion pairs and delivered its best step.
+    # Each run scored itself on the val split's motion pairs and delivered the step whose worst pair gained most.
     for run in motion["runs"].values():
         rows = [json.loads(line) for line in open(f"{run}/logs/metrics.jsonl")]
         assert [row["step"] for row in rows if "val/psnr" in row] == [0, 1, 2]
+        assert load_config(f"{run}/config.yaml").train.keep_best_by == "worst"
     # The blur-shift row adapts, to the same folders, a base that the benchmark trained without motion blur.
     shift = results["rows"]["blur-shift"]
     base_config = load_config(f"{shift['base']}/config.yaml")
@@ -78,8 +85,17 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     for run in shift["runs"].values():
         assert load_config(f"{run}/config.yaml").model.init_from == shift["base"]
     assert f"| motion blur, base trained without it: {shift['sets']['motion-mild']['title']} |" in printed
-    assert f"motion blur: `{base}`; motion blur, base trained without it: `{shift['base']}`" in printed
-    val_pairs = sorted(p.name for p in (runs / "val-pairs" / "motion" / "blur").iterdir())
+    assert f"motion blur: `{base}`, 2 photos; motion blur, base trained without it: `{shift['base']}`, 2 photos" in printed
+    # The guard's verdict on each run's last step, against the truth on the same test pairs.
+    assert guard_check.main([str(out / "results.json")]) == 0
+    checked = json.loads((out / "guard.json").read_text())["runs"]
+    assert [(run["row"], run["seed"]) for run in checked] == [(row, seed) for row in ("motion", "blur-shift") for seed in ("0", "1")]
+    for run in checked:
+        assert run["kept"] == ("last step" if run["guard"]["trained"] >= run["guard"]["start"] else "start")
+        assert set(run["last_step_change"]) == {"motion-mild", "motion-strong"}
+        assert run["right"] == ((run["kept"] == "start") == (min(run["last_step_change"].values()) < -0.1))
+    assert f"Right on {sum(run['right'] for run in checked)} of 4 runs." in capsys.readouterr().out
+    val_pairs = sorted(p.name for p in (runs / "val-pairs" / "corpus-motion" / "blur").iterdir())
     assert val_pairs == [
         f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
     ]
@@ -87,10 +103,46 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
 
 @pytest.mark.slow
 def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsys):
-    base = tmp_path / "base"
-    build_generator("nafnet", **TINY_BASE).save_pretrained(base)
-    out = tmp_path / "out"
-    assert adapt.main(benchmark_arguments(corpus, out, tmp_path / "runs", base, "--rows motion --seeds 0 --deliver guard")) == 0
+    _, out, _ = tiny_benchmark(tmp_path, corpus, "--rows motion --seeds 0 --deliver guard")
     (guard,) = json.loads((out / "results.json").read_text())["rows"]["motion"]["guard"].values()
     assert guard["delivered"] == ("trained" if guard["trained"] >= guard["start"] else "start")
     assert f"seed 0: {guard['delivered']} ({guard['trained']:.2f} vs {guard['start']:.2f} dB)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_content_shift_and_scratch_rows(tmp_path, corpus, capsys):
+    """The aerial row adapts on the domain's own train band and is scored on its test band; the scratch row has no
+    base, so its change is over the input."""
+    base, out, runs = tiny_benchmark(tmp_path, corpus, "--rows aerial scratch --seeds 0")
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    aerial, scratch = results["rows"]["aerial"], results["rows"]["scratch"]
+    assert aerial["photos"] == [f"aero_0_0_{piece}.png" for piece in range(4)] and set(aerial["sets"]) == set(adapt.GAUSSIAN_SETS)
+    (run,) = aerial["runs"].values()
+    config = load_config(f"{run}/config.yaml")
+    assert config.model.init_from == str(base) and config.data.sharp == str(runs / "data" / "aerial-gaussian" / "sharp")
+    assert (out / "aerial" / "sets" / "gaussian-mild" / "blur" / "aero_0_0_0.png").is_file()
+    (run,) = scratch["runs"].values()
+    config = load_config(f"{run}/config.yaml")
+    assert config.model.init_from == "" and config.train.freeze_steps == 0 and scratch["base"] == "none (from scratch)"
+    for scored in scratch["sets"].values():
+        assert "zero-shot" not in scored["methods"] and scored["reference"] == "input"
+        assert scored["change"]["worst"] == scored["methods"]["adapted"]["psnr"] - scored["methods"]["input"]["psnr"]
+        assert f"| motion blur, unpaired from scratch: {scored['title']} | " in printed and "(over the input)" in printed
+
+
+def test_domain_splits_are_bands_of_each_image_that_share_no_pixel(tmp_path):
+    """train: the top half (its left and right halves), val and test: the next quarters, cut into pieces."""
+    import pywt.data
+
+    folder = adapt.domain_corpus("aerial", tmp_path / "aerial")
+    expected = pywt.data.aero()  # 8 bits, stored by the example writer as 16 (257 v), come back exactly
+
+    def joined(split, names):
+        return np.hstack([np.asarray(Image.open(folder / split / f"{name}.png").convert("L")) for name in names])
+
+    assert (joined("train", ["aero_0_0_left", "aero_0_0_right"]) == expected[:256]).all()
+    assert (joined("val", [f"aero_0_0_{i}" for i in range(4)]) == expected[256:384]).all()
+    assert (joined("test", [f"aero_0_0_{i}" for i in range(4)]) == expected[384:]).all()
+    with Image.open(folder / "test" / "aero_0_0_0.png") as piece:
+        assert piece.mode == "RGB" and piece.size == (adapt.DOMAIN_PIECE_WIDTH, 128)
