@@ -103,6 +103,20 @@ def test_epoch_sampler_replays_and_reshuffles():
     assert all(epoch == 1 for epoch, _ in second)
 
 
+def test_fewer_images_than_a_batch_are_listed_again_each_time_under_another_epoch():
+    """Two images, a batch of 6: each pass lists them 3 times, under epochs of their own (other crops), and passes
+    follow one another without sharing an epoch; with one repeat the epochs are those of the single permutation."""
+    sampler = EpochSampler(2, seed=3, repeats=3)
+    first = list(sampler)
+    assert len(sampler) == len(first) == 6 and sorted(first) == [(epoch, i) for epoch in range(3) for i in range(2)]
+    sampler.set_epoch(1)
+    assert {epoch for epoch, _ in sampler} == {3, 4, 5}
+    single = EpochSampler(2, seed=3)
+    single.set_epoch(4)
+    sampler.set_epoch(1)
+    assert list(single) == list(sampler)[2:4]  # epoch 4 is the same permutation either way
+
+
 def test_crops_are_a_pure_function_of_seed_epoch_index(odd_images):
     dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=32, color_jitter=0.2), seed=0)
     torch.manual_seed(123)  # the global RNG must not matter

@@ -74,6 +74,7 @@ VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "t
         ("cpu-fast.yaml", 1, SEMI_PAIRED),
         ("default.yaml", 1, SPECTRAL_MULTISCALE),
         ("cpu-fast.yaml", 1, VALIDATION),
+        ("default.yaml", 1, ("train.batch_size=4",)),  # 3 images a side fill a batch of 4: each pass lists them twice
         # The deblurrer waits across the resume point; ranking by the worst pair needs the first scoring's per-pair PSNRs.
         ("adapt.yaml", 1, (*VALIDATION, "train.freeze_steps=6", "train.keep_best_by=worst")),
     ],

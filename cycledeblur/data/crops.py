@@ -37,21 +37,26 @@ def _mix(*numbers: int) -> int:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields `(epoch, index)`: a permutation drawn from (seed, epoch) alone, so any epoch can be replayed."""
+    """Yields `(epoch, index)`: a permutation drawn from (seed, epoch) alone, so any epoch can be replayed.
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    With `repeats` > 1, one pass of the DataLoader lists every image that many times, each time under an epoch of
+    its own (pass p, repeat r: epoch p * repeats + r), so that fewer images than a batch (two large satellite scenes,
+    say) still fill it with different crops. With one repeat, the epoch is the pass."""
+
+    def __init__(self, size: int, seed: int, repeats: int = 1):
+        self.size, self.seed, self.repeats, self.epoch = size, seed, repeats, 0
 
     def set_epoch(self, epoch: int) -> None:  # Accelerate's DataLoaderShard calls this before every pass
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-        for index in torch.randperm(self.size, generator=generator).tolist():
-            yield self.epoch, index
+        for epoch in range(self.epoch * self.repeats, (self.epoch + 1) * self.repeats):
+            generator = torch.Generator().manual_seed(_mix(self.seed, epoch))
+            for index in torch.randperm(self.size, generator=generator).tolist():
+                yield epoch, index
 
     def __len__(self) -> int:
-        return self.size
+        return self.size * self.repeats
 
 
 class RandomQuarterTurn(v2.Transform):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -12,7 +13,6 @@ from torch.utils.data import DataLoader
 from ..config import Config
 from ..data import CropDataset, EpochSampler
 from ..data.crops import random_windows
-from ..errors import UserError
 
 
 class SkippedFiles:
@@ -52,9 +52,8 @@ class DataPosition:
     def loader(self, dataset: CropDataset, seed: int, batch_size: int | None = None) -> tuple[DataLoader, EpochSampler]:
         """A DataLoader (not yet prepared) whose order and crops replay from `seed`."""
         batch_size = batch_size or self.config.train.batch_size
-        if len(dataset) < batch_size:
-            raise UserError(f"{len(dataset)} images cannot fill a batch of train.batch_size={batch_size}")
-        sampler = EpochSampler(len(dataset), seed)
+        # Fewer images than the processes' batches: each pass lists them several times, each time with other crops.
+        sampler = EpochSampler(len(dataset), seed, repeats=math.ceil(batch_size * self.accelerator.num_processes / len(dataset)))
         workers = self.config.data.num_workers
         loader = DataLoader(
             dataset,
