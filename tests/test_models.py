@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 import shutil
 
 import huggingface_hub.constants
@@ -437,6 +438,24 @@ def test_trajectory_kernel_family_starts_round_and_learns_camera_shake():
     target_shape, fitted_shape = kernel_statistics(shake[None]), kernel_statistics(fitted)
     assert target_shape["elongation"] > 3  # a streak, which the round start is not
     assert fitted_shape["elongation"] > 0.8 * target_shape["elongation"]
+
+
+def test_a_trajectory_whose_spots_shrink_to_nothing_stays_a_finite_one_pixel_line():
+    """Spots far narrower than a pixel (an adaptation run's kernels once collapsed so, then stopped on NaN) draw the
+    same kernel as spots of the narrowest width, with finite gradients."""
+    from cycledeblur.models.kernel import TRAJECTORY_MIN_WIDTH, trajectory_logits, trajectory_start
+
+    straight = trajectory_start(1.0).clone()
+    straight[:-1] = torch.tensor([0.0, 1.0]).repeat(len(straight[:-1]) // 2)  # a horizontal streak, one px a step
+    narrowest, vanishing = straight.clone(), straight.clone()
+    narrowest[-1], vanishing[-1] = math.log(TRAJECTORY_MIN_WIDTH), -60.0
+    vanishing = vanishing[None].requires_grad_()
+    kernel = trajectory_logits(21, vanishing).softmax(-1)
+    kernel.square().sum().backward()
+    assert torch.isfinite(kernel).all() and torch.isfinite(vanishing.grad).all()
+    assert torch.equal(kernel.detach(), trajectory_logits(21, narrowest[None]).softmax(-1))
+    line = kernel.detach().view(21, 21)
+    assert line[10].sum() > 0.999  # all of it on the row of the path
 
 
 def test_wiener_generator_round_trips(tmp_path, astronaut):

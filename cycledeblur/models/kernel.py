@@ -25,6 +25,10 @@ TRAJECTORY_POINTS = 16
 # The path starts as a circle this small (px), not as one point: the points of a path that sits in one spot all get
 # the same gradient, which centring the path cancels, so it could never stretch into a streak.
 TRAJECTORY_START_RADIUS = 0.25
+# The narrowest spot (px). A narrower one draws the same one-pixel-wide line (the next pixel gets under 4e-6 of a
+# spot of 0.2 px), while its gradient, distance^2 / width^3, overflows float32 as the width shrinks: a run whose
+# kernels collapse into thin streaks would stop on NaN rather than train on.
+TRAJECTORY_MIN_WIDTH = 0.2
 
 
 def gaussian_logits(kernel_size: int, sigma: float) -> torch.Tensor:
@@ -44,15 +48,17 @@ def anisotropic_gaussian_logits(kernel_size: int, parameters: torch.Tensor) -> t
 
 def trajectory_logits(kernel_size: int, parameters: torch.Tensor) -> torch.Tensor:
     """N x k^2 log-densities of camera paths from N x (2 * (TRAJECTORY_POINTS - 1) + 1) rows: the (dy, dx) steps
-    between consecutive points of the path (px), then the log width of the spot each point leaves (px). The path
-    is centred on its mean point; the density is the sum of one isotropic Gaussian spot per point."""
+    between consecutive points of the path (px), then the log width of the spot each point leaves (px, at least
+    TRAJECTORY_MIN_WIDTH). The path is centred on its mean point; the density is the sum of one isotropic Gaussian
+    spot per point."""
     steps, log_width = parameters[:, :-1].unflatten(1, (-1, 2)), parameters[:, -1:]
     points = torch.cat([steps.new_zeros(len(steps), 1, 2), steps.cumsum(dim=1)], dim=1)
     points = points - points.mean(dim=1, keepdim=True)
     radius = torch.arange(kernel_size, dtype=parameters.dtype, device=parameters.device) - kernel_size // 2
     y, x = radius[:, None].flatten().repeat_interleave(kernel_size), radius.repeat(kernel_size)
     squared_distance = (y - points[..., :1]) ** 2 + (x - points[..., 1:]) ** 2  # N x points x k^2
-    return torch.logsumexp(-squared_distance / (2 * log_width.exp()[:, :, None] ** 2), dim=1)
+    width = log_width.exp().clamp_min(TRAJECTORY_MIN_WIDTH)
+    return torch.logsumexp(-squared_distance / (2 * width[:, :, None] ** 2), dim=1)
 
 
 def trajectory_start(sigma: float) -> torch.Tensor:
