@@ -2,7 +2,7 @@
 configs/adapt.yaml, on unpaired folders, over seeds.
 
 Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift aerial medical scratch] [--base general]
-[--seeds 0 1 2] [--deliver worst|mean|guard] [--set K=V ...]
+[--seeds 0 1 2] [--deliver worst-row|worst-pair|mean|guard] [--set K=V ...]
 
 Rows (one user's blur and photos each):
 - motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
@@ -18,12 +18,13 @@ Rows (one user's blur and photos each):
   over the input.
 
 Every adapted run scores itself on the val split's pairs of its row while it trains (`data.val_blur`) and delivers
-its best step there (`train.keep_best`): with `--deliver worst` (the default) the step whose worst val pair gained
-most over the start (`train.keep_best_by=worst`: no pair may pay for another), with `--deliver mean` the best mean.
-With `--deliver guard` it delivers its last step unless the no-reference guard (`train.guard`) prefers the start,
-as a user without pairs would run it, and the table reports what the guard chose. The test split is only scored.
-With `--split val` the numbers are those of the very photos the steps were chosen on: use them to compare recipes,
-not to report.
+its best step there (`train.keep_best`): with `--deliver worst-row` (the default) the step whose worst scored set
+(mild, strong: one subfolder each) gained most over the start (`train.keep_best_by=worst`: no set may pay for
+another), with `--deliver worst-pair` the same with every pair a group of its own (no pair may pay for another),
+with `--deliver mean` the best mean over the pairs. With `--deliver guard` it delivers its last step unless the
+no-reference guard (`train.guard`) prefers the start, as a user without pairs would run it, and the table reports
+what the guard chose. The test split is only scored. With `--split val` the numbers are those of the very photos
+the steps were chosen on: use them to compare recipes, not to report.
 
 Writes OUT/results.json (every number, per seed and per image), OUT/figure-ROW.png (crops where the sharp photo has
 most detail: input | zero-shot | adapted, first seed | sharp) and prints a Markdown table (zero-shot, adapted as
@@ -78,7 +79,8 @@ from cycledeblur.training.tracking import read_metrics  # noqa: E402
 
 ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
 DELIVERY = {
-    "worst": ["train.keep_best=true", "train.keep_best_by=worst"],
+    "worst-row": ["train.keep_best=true", "train.keep_best_by=worst"],
+    "worst-pair": ["train.keep_best=true", "train.keep_best_by=worst"],
     "mean": ["train.keep_best=true"],
     "guard": ["train.guard=true"],
 }
@@ -221,9 +223,11 @@ def scored_folder(out: Path, row: AdaptRow) -> Path:
     return out if row.photos == "corpus" else out / row.photos
 
 
-def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
-    """One folder of the val split's pairs of `row` (blur/, sharp/), for `data.val_blur` while training."""
-    folder = runs / "val-pairs" / f"{row.photos}-{row.kind}"  # rows of the same photos and blur share their scoring
+def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path, by_set: bool) -> Path:
+    """One folder of the val split's pairs of `row` (blur/, sharp/), for `data.val_blur` while training: BLUR/SET/NAME
+    `by_set` (each scored set a group of `train.keep_best_by=worst`), else BLUR/SET_NAME (each pair its own)."""
+    # Rows of the same photos and blur share their scoring.
+    folder = runs / "val-pairs" / f"{row.photos}-{row.kind}{'-by-set' if by_set else ''}"
     val_out = scored_folder(runs / "val-sets", row)
     sets = row_sets(row, corpus_photos(corpus, "val", with_train=False), val_out)
     if not (folder / "done").is_file():
@@ -232,7 +236,9 @@ def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path) -> Path:
             (folder / side).mkdir(parents=True)
             for key, images in sets.items():
                 for name in images:
-                    shutil.copy(val_out / "sets" / key / side / f"{name}.png", folder / side / f"{key}_{name}.png")
+                    target = folder / side / (f"{key}/{name}.png" if by_set else f"{key}_{name}.png")
+                    target.parent.mkdir(exist_ok=True)
+                    shutil.copy(val_out / "sets" / key / side / f"{name}.png", target)
         (folder / "done").write_text("")
     return folder
 
@@ -241,13 +247,14 @@ def adapted_runs(args: argparse.Namespace, row: AdaptRow, base: str) -> dict[int
     """Seed -> the finished adapted run of `row` from `base` ("": from scratch), trained now unless reused."""
     corpus = row_corpus(args, row)
     folders = user_folders(corpus, args.runs, row)
-    val_pairs = merged_validation_pairs(row, corpus, args.runs)
+    val_pairs = merged_validation_pairs(row, corpus, args.runs, by_set=args.deliver == "worst-row")
     start = SCRATCH_RECIPE if not base else [f"model.init_from={base}"]
-    overrides = [*start, *DELIVERY[args.deliver], *args.overrides]
+    scoring = [f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
+    overrides = [*start, *DELIVERY[args.deliver], *scoring, *args.overrides]
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
-        seeded = [*overrides, f"train.seed={seed}", f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
+        seeded = [*overrides, f"train.seed={seed}"]
         if args.retrain or not finished(run, ADAPT_CONFIG, folders, seeded):
             train_run(ADAPT_CONFIG, seeded, run, folders, args.runs / ".cache", threads=args.threads)
         runs[seed] = run
@@ -391,9 +398,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--deliver",
         choices=list(DELIVERY),
-        default="worst",
-        help="worst: the val step whose worst pair gained most (train.keep_best_by=worst); mean: the best mean val "
-        "step; guard: the last step or the start (train.guard)",
+        default="worst-row",
+        help="worst-row: the val step whose worst scored set gained most (train.keep_best_by=worst); worst-pair: whose "
+        "worst pair did; mean: the best mean val step; guard: the last step or the start (train.guard)",
     )
     add_override_argument(parser, "overrides of configs/adapt.yaml, e.g. train.max_steps=200")
     add_override_argument(parser, "overrides of the rows' base recipes (configs/general.yaml)", "--base-set", "base_overrides")

@@ -308,8 +308,9 @@ class TrainConfig:
     noise of a few pairs is no reason to leave weights known to work: the start, for a fine-tune."""
     keep_best_by: Literal["mean", "worst"] = "mean"
     """What `train.keep_best` ranks the scorings by. `mean`: the mean PSNR over the validation pairs. `worst`: the
-    worst pair's PSNR change over the run's first scoring (the weights it started from, which count 0), so that a
-    step is delivered only when it gains on every pair: no pair, and no kind of blur among them, pays for another."""
+    worst group's mean PSNR change over the run's first scoring (the weights it started from, which count 0), so that
+    a step is delivered only when it gains on every group: none pays for another. A group is a subfolder of
+    `data.val_blur` (say mild/ and strong/, or one per kind of scan); a pair directly in it is a group of its own."""
     guard: bool = False
     """Unpaired fine-tunes without validation pairs to choose by: at the end, score the trained deblurrer and the
     weights it started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and

@@ -73,7 +73,7 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
         changes = [seed["psnr"] - zero_shot["psnr"] for seed in adapted["seeds"].values()]
         assert scored["change"]["worst"] == min(changes)
         assert f"| motion blur: {scored['title']} |" in printed
-    # Each run scored itself on the val split's motion pairs and delivered the step whose worst pair gained most.
+    # Each run scored itself on the val split's motion pairs and delivered the step whose worst set gained most.
     for run in motion["runs"].values():
         rows = [json.loads(line) for line in open(f"{run}/logs/metrics.jsonl")]
         assert [row["step"] for row in rows if "val/psnr" in row] == [0, 1, 2]
@@ -89,15 +89,17 @@ def test_adapt_benchmark_scores_zero_shot_and_adapted_runs(tmp_path, corpus, cap
     # The guard's verdict on each run's last step, against the truth on the same test pairs.
     assert guard_check.main([str(out / "results.json")]) == 0
     checked = json.loads((out / "guard.json").read_text())["runs"]
-    assert [(run["row"], run["seed"]) for run in checked] == [(row, seed) for row in ("motion", "blur-shift") for seed in ("0", "1")]
-    for run in checked:
-        assert run["kept"] == ("last step" if run["guard"]["trained"] >= run["guard"]["start"] else "start")
-        assert set(run["last_step_change"]) == {"motion-mild", "motion-strong"}
-        assert run["right"] == ((run["kept"] == "start") == (min(run["last_step_change"].values()) < -0.1))
-    assert f"Right on {sum(run['right'] for run in checked)} of 4 runs." in capsys.readouterr().out
-    val_pairs = sorted(p.name for p in (runs / "val-pairs" / "corpus-motion" / "blur").iterdir())
-    assert val_pairs == [
-        f"{row}_{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
+    assert [(verdict["row"], verdict["seed"]) for verdict in checked] == [(r, s) for r in ("motion", "blur-shift") for s in ("0", "1")]
+    for verdict in checked:
+        assert verdict["kept"] == ("last step" if verdict["guard"]["trained"] >= verdict["guard"]["start"] else "start")
+        assert set(verdict["last_step_change"]) == {"motion-mild", "motion-strong"}
+        assert verdict["right"] == ((verdict["kept"] == "start") == (min(verdict["last_step_change"].values()) < -0.1))
+    assert f"Right on {sum(verdict['right'] for verdict in checked)} of 4 runs." in capsys.readouterr().out
+    # The val pairs, one subfolder per scored set: the groups of train.keep_best_by=worst.
+    val_blur = runs / "val-pairs" / "corpus-motion-by-set" / "blur"
+    assert load_config(f"{run}/config.yaml").data.val_blur == str(val_blur)
+    assert sorted(p.relative_to(val_blur).as_posix() for p in val_blur.rglob("*.png")) == [
+        f"{row}/{photo}.png" for row in ("motion-mild", "motion-strong") for photo in ("hubble_deep_field", "immunohistochemistry")
     ]
 
 
@@ -112,8 +114,8 @@ def test_with_the_guard_the_table_says_what_it_delivered(tmp_path, corpus, capsy
 @pytest.mark.slow
 def test_content_shift_and_scratch_rows(tmp_path, corpus, capsys):
     """The aerial row adapts on the domain's own train band and is scored on its test band; the scratch row has no
-    base, so its change is over the input."""
-    base, out, runs = tiny_benchmark(tmp_path, corpus, "--rows aerial scratch --seeds 0")
+    base, so its change is over the input. Delivered by the worst val pair: the pairs side by side, one folder."""
+    base, out, runs = tiny_benchmark(tmp_path, corpus, "--rows aerial scratch --seeds 0 --deliver worst-pair")
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     aerial, scratch = results["rows"]["aerial"], results["rows"]["scratch"]
@@ -121,6 +123,9 @@ def test_content_shift_and_scratch_rows(tmp_path, corpus, capsys):
     (run,) = aerial["runs"].values()
     config = load_config(f"{run}/config.yaml")
     assert config.model.init_from == str(base) and config.data.sharp == str(runs / "data" / "aerial-gaussian" / "sharp")
+    val_blur = runs / "val-pairs" / "aerial-gaussian" / "blur"
+    assert config.data.val_blur == str(val_blur) and config.train.keep_best_by == "worst"
+    assert sorted(p.name for p in val_blur.iterdir()) == [f"{key}_aero_0_0_{i}.png" for key in adapt.GAUSSIAN_SETS for i in range(4)]
     assert (out / "aerial" / "sets" / "gaussian-mild" / "blur" / "aero_0_0_0.png").is_file()
     (run,) = scratch["runs"].values()
     config = load_config(f"{run}/config.yaml")

@@ -2,6 +2,7 @@
 `train.keep_best` delivers the best scoring, so that a fine-tune that only hurts delivers what it started from."""
 
 import json
+import shutil
 from contextlib import nullcontext
 
 import pytest
@@ -59,20 +60,33 @@ def test_without_keep_best_the_last_weights_are_delivered(photo_folder, paired, 
     assert any((delivered[key] != bundled[key]).any() for key in bundled)
 
 
-def scripted_validation(paired, monkeypatch, scorings, *overrides):
-    """A `Validation` on the real pairs whose scorings return `scorings` in turn: each a list of per-pair PSNRs."""
+def validation_folder(paired, tmp_path, layout: list[str]):
+    """blur/ and sharp/ folders of real pairs (the `paired` fixture's first one) under the names of `layout`."""
+    source = sorted((paired / "blur").iterdir())[0].name
+    for side in ("blur", "sharp"):
+        for name in layout:
+            (tmp_path / side / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(paired / side / source, tmp_path / side / f"{name}.png")
+    return tmp_path
+
+
+def scripted_validation(folder, monkeypatch, scorings, *overrides):
+    """A `Validation` on FOLDER's pairs whose scorings return `scorings` in turn: each the pairs' PSNRs, in order."""
     from cycledeblur.evaluation import EvaluationReport, ImageScores
     from cycledeblur.training import validation
 
+    tracker = validation.Validation(
+        load_config(None, [f"data.val_blur={folder / 'blur'}", f"data.val_sharp={folder / 'sharp'}", *overrides])
+    )
+
     def report(psnrs):
-        images = [ImageScores(f"pair{i}", {"psnr": 20.0, "ssim": 0.5}, {"psnr": p, "ssim": 0.5}) for i, p in enumerate(psnrs)]
+        images = [ImageScores(name, {"psnr": 20.0, "ssim": 0.5}, {"psnr": p, "ssim": 0.5}) for (name, _, _), p in zip(tracker.pairs, psnrs)]
         return EvaluationReport("paired", images)
 
     reports = iter([report(psnrs) for psnrs in scorings])
     monkeypatch.setattr(validation, "score_pairs", lambda deblurrer, pairs: next(reports))
     monkeypatch.setattr(validation, "Deblurrer", lambda generator, device: generator)
-    config = load_config(None, [f"data.val_blur={paired / 'blur'}", f"data.val_sharp={paired / 'sharp'}", *overrides])
-    return validation.Validation(config)
+    return tracker
 
 
 def best_steps(tracker, steps):
@@ -80,31 +94,48 @@ def best_steps(tracker, steps):
     return [tracker.score(network, step, torch.device("cpu"))["val/best_step"] for step in steps]
 
 
-def test_a_gain_within_the_margin_keeps_the_start(paired, monkeypatch):
+def test_a_gain_within_the_margin_keeps_the_start(paired, tmp_path, monkeypatch):
     """The best step moves only for a scoring better by `train.keep_best_margin` dB than the best so far."""
-    scorings = [[30.0], [30.08], [29.0], [30.15], [30.2]]
-    tracker = scripted_validation(paired, monkeypatch, scorings, "train.keep_best_margin=0.1")
+    folder = validation_folder(paired, tmp_path, ["photo"])
+    tracker = scripted_validation(folder, monkeypatch, [[30.0], [30.08], [29.0], [30.15], [30.2]], "train.keep_best_margin=0.1")
     assert best_steps(tracker, range(5)) == [0, 0, 0, 3, 3]  # +0.08 and then +0.05 over the best are within the margin
     with pytest.raises(ConfigError, match="train.keep_best_margin must be >= 0"):
         load_config(None, ["train.keep_best_margin=-0.1"])
 
 
-def test_ranking_by_the_worst_pair_lets_no_pair_pay_for_another(paired, monkeypatch):
-    """`keep_best_by=worst`: a step whose mean gain hides a loss on one pair does not replace the start; one that gains
-    on every pair does, and the ranking survives a checkpoint."""
+def test_ranking_by_the_worst_pair_lets_no_pair_pay_for_another(paired, tmp_path, monkeypatch):
+    """`keep_best_by=worst` over pairs side by side (each a group of its own): a step whose mean gain hides a loss on
+    one pair does not replace the start; one that gains on every pair does, and the ranking survives a checkpoint."""
+    folder = validation_folder(paired, tmp_path, ["a", "b"])
     scorings = [[30.0, 24.0], [31.0, 23.8], [30.3, 24.1], [31.0, 24.2]]
-    by_mean = scripted_validation(paired, monkeypatch, scorings, "train.keep_best=true")
+    by_mean = scripted_validation(folder, monkeypatch, scorings, "train.keep_best=true")
     assert best_steps(by_mean, range(4)) == [0, 1, 1, 3]  # step 1: mean +0.4 dB, though the second pair lost 0.2
-    worst = scripted_validation(paired, monkeypatch, scorings, "train.keep_best=true", "train.keep_best_by=worst")
+    worst = scripted_validation(folder, monkeypatch, scorings, "train.keep_best=true", "train.keep_best_by=worst")
     network = torch.nn.Conv2d(3, 3, 1)
     logged = [worst.score(network, step, torch.device("cpu")) for step in range(3)]
     assert [row["val/best_step"] for row in logged] == [0, 0, 2]
     assert [row["val/worst_change"] for row in logged] == pytest.approx([0.0, -0.2, 0.1])
-    resumed = scripted_validation(paired, monkeypatch, scorings[3:], "train.keep_best=true", "train.keep_best_by=worst")
+    resumed = scripted_validation(folder, monkeypatch, scorings[3:], "train.keep_best=true", "train.keep_best_by=worst")
     resumed.load_state_dict(worst.state_dict())
     assert best_steps(resumed, [3]) == [3] and resumed.best_score == pytest.approx(0.2)  # changes still from step 0
     with pytest.raises(ConfigError, match="train.keep_best_by must be one of 'mean', 'worst'; got 'median'"):
         load_config(None, ["train.keep_best_by=median"])
+
+
+def test_ranking_by_the_worst_group_weighs_each_subfolder_by_its_mean(paired, tmp_path, monkeypatch):
+    """Subfolders of data.val_blur are groups (mild/, strong/): a pair may lose where its group gains on the whole,
+    but no group may lose for another."""
+    folder = validation_folder(paired, tmp_path, ["mild/a", "mild/b", "strong/c"])
+    scorings = [
+        [30.0, 30.0, 24.0],
+        [30.9, 29.7, 24.3],  # mild +0.9 and -0.3: +0.3 on the whole; strong +0.3
+        [32.0, 32.0, 23.9],  # mild +2.0, strong -0.1: the mean's favourite, which no group may pay for
+    ]
+    tracker = scripted_validation(folder, monkeypatch, scorings, "train.keep_best=true", "train.keep_best_by=worst")
+    network = torch.nn.Conv2d(3, 3, 1)
+    logged = [tracker.score(network, step, torch.device("cpu")) for step in range(3)]
+    assert [row["val/worst_change"] for row in logged] == pytest.approx([0.0, 0.3, -0.1])
+    assert [row["val/best_step"] for row in logged] == [0, 1, 1]
 
 
 @pytest.mark.parametrize(

@@ -284,7 +284,7 @@ class TrainingSession:
         self.accelerator.log(scores, step=self.step)
         self.accelerator.print(
             f"validation, step {self.step}: PSNR {scores['val/psnr']:.2f} dB ({scores['val/psnr_gain']:+.2f} over the "
-            f"input; worst pair {scores['val/worst_change']:+.2f} against the first scoring), SSIM {scores['val/ssim']:.4f}; "
+            f"input; worst group {scores['val/worst_change']:+.2f} against the first scoring), SSIM {scores['val/ssim']:.4f}; "
             f"best so far: step {self.validation.best_step}"
         )
 

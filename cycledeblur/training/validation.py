@@ -4,8 +4,9 @@ The first scoring is of the weights the run starts from (zero-shot, for a fine-t
 steps and at the last one. With `train.keep_best`, the weights of the best scoring are kept (in memory and in every
 checkpoint, so a resumed run keeps them too) and delivered at the end: a fine-tune that only hurts its validation
 pairs delivers the weights it started from, and so does one whose gains stay within `train.keep_best_margin`.
-Scorings are ranked by the mean PSNR over the pairs, or (`train.keep_best_by=worst`) by the worst pair's change over
-the first scoring, so that a mean gain on some pairs cannot hide a loss on others.
+Scorings are ranked by the mean PSNR over the pairs, or (`train.keep_best_by=worst`) by the worst group's mean change
+over the first scoring, so that a mean gain on some pairs cannot hide a loss on others. A group is a subfolder of
+`data.val_blur` (one kind of blur, one kind of scan); a pair directly in it is a group of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Validation:
         self.channels = data.channels
         self.every, self.keep_best, self.margin = config.train.val_every, config.train.keep_best, config.train.keep_best_margin
         self.rank_by = config.train.keep_best_by
+        # The pairs' names are their paths under data.val_blur: "mild/photo" is in group "mild/", "photo" alone.
+        groups_of_pairs = [name.split("/")[0] + "/" if "/" in name else name for name, _, _ in self.pairs]
+        self.groups = sorted(set(groups_of_pairs))
+        self.group_of_pair = torch.tensor([self.groups.index(group) for group in groups_of_pairs])
         self.best_score, self.best_psnr, self.best_step = -math.inf, -math.inf, -1
         self.first_psnrs: torch.Tensor | None = None  # per pair, of the first scoring: what `worst` measures changes from
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -58,7 +63,8 @@ class Validation:
         psnrs = torch.tensor([image.output["psnr"] for image in report.images], dtype=torch.float64)
         if self.first_psnrs is None:
             self.first_psnrs = psnrs
-        worst_change = float((psnrs - self.first_psnrs).min())
+        sums = torch.zeros(len(self.groups), dtype=torch.float64).index_add_(0, self.group_of_pair, psnrs - self.first_psnrs)
+        worst_change = float((sums / self.group_of_pair.bincount()).min())
         score = worst_change if self.rank_by == "worst" else output["psnr"]
         if score > self.best_score + self.margin:
             self.best_score, self.best_psnr, self.best_step = score, output["psnr"], step
