@@ -314,7 +314,8 @@ class TrainConfig:
     guard: bool = False
     """Unpaired fine-tunes without validation pairs to choose by: at the end, score the trained deblurrer and the
     weights it started from (`model.init_from`) on the sharp photos blurred by the final reblurring generator, and
-    deliver the start if it scores higher. A no-reference check against a broken run, not a measure of quality."""
+    deliver the start if it scores higher. It favours the trained deblurrer, which learned on such pseudo-pairs:
+    measured, it misses most runs that got worse (docs/quality.md). Prefer validation pairs and `train.keep_best`."""
 
     def __post_init__(self) -> None:
         bounds = {
