@@ -124,7 +124,8 @@ class DataConfig:
     val_blur: str = ""
     """Validation pairs (local folders): blurred photos whose sharp twins (same file names) are in `val_sharp`. The
     delivered generator is scored on them, whole images, at the start and every `train.val_every` steps (log keys
-    `val/psnr`, `val/ssim`); with `train.keep_best` the best step is delivered. Never train on them."""
+    `val/psnr`, `val/ssim`; each pair's PSNR in `logs/validation.jsonl`); with `train.keep_best` the best step is
+    delivered. Never train on them."""
     val_sharp: str = ""
     """The sharp twins of `val_blur` (same file names)."""
     synthetic_blur: SyntheticBlurConfig | None = None

@@ -46,7 +46,14 @@ def test_the_start_is_scored_like_evaluate_and_a_harmful_fine_tune_delivers_the_
 
     report = tmp_path / "general.json"
     assert main(["evaluate", "--blur", str(paired / "blur"), "--sharp", str(paired / "sharp"), "--json", str(report)]) == 0
-    assert rows[0]["val/psnr"] == pytest.approx(json.loads(report.read_text())["output"]["psnr"], abs=1e-6)
+    evaluated = json.loads(report.read_text())
+    assert rows[0]["val/psnr"] == pytest.approx(evaluated["output"]["psnr"], abs=1e-6)
+    # Every pair's PSNR at every scoring, for choosing the step another way after the run.
+    per_pair = [json.loads(line) for line in (tmp_path / "run" / "logs" / "validation.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in per_pair] == [0, 1, 2]
+    assert per_pair[0]["psnr"] == pytest.approx({image["name"]: image["output"]["psnr"] for image in evaluated["per_image"]}, abs=1e-6)
+    for row, logged in zip(per_pair, rows):
+        assert sum(row["psnr"].values()) / len(row["psnr"]) == pytest.approx(logged["val/psnr"])
     delivered = load_file(tmp_path / "run" / "generator" / "model.safetensors")
     bundled = load_file(pretrained.PRETRAINED_ROOT / "general" / "model.safetensors")
     assert all((delivered[key] == bundled[key]).all() for key in bundled)

@@ -8,6 +8,7 @@ keeps the bookkeeping identical between them, so that resume, logs and outputs w
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 import time
 from collections.abc import Callable
@@ -282,6 +283,9 @@ class TrainingSession:
         best step), log and show the scores."""
         scores = self.validation.score(self._delivered, self.step, self.accelerator.device)
         self.accelerator.log(scores, step=self.step)
+        if self.accelerator.is_main_process:
+            with (self.run_dir / "logs" / "validation.jsonl").open("a") as file:
+                file.write(json.dumps({"step": self.step, "psnr": self.validation.pair_psnrs}) + "\n")
         self.accelerator.print(
             f"validation, step {self.step}: PSNR {scores['val/psnr']:.2f} dB ({scores['val/psnr_gain']:+.2f} over the "
             f"input; worst group {scores['val/worst_change']:+.2f} against the first scoring), SSIM {scores['val/ssim']:.4f}; "

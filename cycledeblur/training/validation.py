@@ -44,6 +44,9 @@ class Validation:
         self.best_score, self.best_psnr, self.best_step = -math.inf, -math.inf, -1
         self.first_psnrs: torch.Tensor | None = None  # per pair, of the first scoring: what `worst` measures changes from
         self.best_weights: dict[str, torch.Tensor] | None = None
+        # Per pair, of the last scoring: RUN/logs/validation.jsonl keeps them, so that another way of choosing the step
+        # (another margin, grouping or rank) can be tried on a finished run.
+        self.pair_psnrs: dict[str, float] = {}
 
     def due(self, step: int, last: bool) -> bool:
         return step % self.every == 0 or last
@@ -61,6 +64,7 @@ class Validation:
             raise UserError(f"validation pair {name} cannot be scored: {reason}")
         output, given = report.mean("output"), report.mean("input")
         psnrs = torch.tensor([image.output["psnr"] for image in report.images], dtype=torch.float64)
+        self.pair_psnrs = {image.name: image.output["psnr"] for image in report.images}
         if self.first_psnrs is None:
             self.first_psnrs = psnrs
         sums = torch.zeros(len(self.groups), dtype=torch.float64).index_add_(0, self.group_of_pair, psnrs - self.first_psnrs)
