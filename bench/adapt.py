@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -48,8 +46,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/adapt.py` from anywhere: import bench.*
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from bench.quality import (  # noqa: E402
     BLUR_SETS,
@@ -71,8 +67,7 @@ from bench.quality import (  # noqa: E402
     train_run,
 )
 from cycledeblur.config import load_config  # noqa: E402
-from cycledeblur.domain_examples import write_aerial_examples, write_medical_examples  # noqa: E402
-from cycledeblur.image_files import read_pixels  # noqa: E402
+from cycledeblur.domain_examples import write_domain_splits  # noqa: E402
 from cycledeblur.inference import Deblurrer, resolve_generator  # noqa: E402
 from cycledeblur.synth import synthesize_folder  # noqa: E402
 from cycledeblur.training.tracking import read_metrics  # noqa: E402
@@ -104,12 +99,7 @@ BASE_RECIPES = {
 SCRATCH_RECIPE = ["model.init_from=", "train.freeze=[]", "train.freeze_steps=0", "train.lr_g=1e-3"]
 SCRATCH = "scratch"  # the base_recipe of a row trained from scratch
 
-# Content shift: each domain image is cut into bands, so that no split shares a pixel with another.
-DOMAIN_WRITERS = {"aerial": partial(write_aerial_examples, tile_size=512), "medical": write_medical_examples}
-DOMAIN_LONGEST_SIDE = 512  # px, as the corpus's val and test photos: full-size radiographs are mostly smooth
-DOMAIN_SMALLEST_SIDE = 256  # px: pydicom's 64 and 128 px samples would leave bands narrower than a training crop
 DOMAIN_PIECE_WIDTH = 128  # px: val and test bands are cut into pieces, so that the worst-pair choice has pairs
-FLAT_STD = 0.02  # a piece of black background (scans' borders) scores noise, not deblurring
 
 
 @dataclass(frozen=True)
@@ -137,47 +127,14 @@ ROWS = {
 }
 
 
-def gray_image(path: Path) -> np.ndarray:
-    """A domain example as an H x W float array in [0, 1], downscaled (area average) to DOMAIN_LONGEST_SIDE."""
-    pixels = read_pixels(path)
-    image = pixels[..., 0].astype(np.float32) / np.iinfo(pixels.dtype).max
-    scale = DOMAIN_LONGEST_SIDE / max(image.shape)
-    if scale < 1:
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = np.asarray(Image.fromarray(image, mode="F").resize(size, Image.Resampling.BOX))
-    return image
-
-
-def save_gray_png(image: np.ndarray, path: Path) -> None:
-    """8-bit RGB, as the corpus's photos, so that every row is blurred, noised and scored the same way."""
-    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).convert("RGB").save(path)
-
-
 def domain_corpus(domain: str, folder: Path) -> Path:
-    """FOLDER/{train,val,test}: each example image of `domain`, at most DOMAIN_LONGEST_SIDE px, cut into bands: the
-    top half is train (its left and right halves, two photos for `synth` to split into the unpaired sides), the next
-    quarter val and the last quarter test (each cut into pieces DOMAIN_PIECE_WIDTH wide, flat ones left out)."""
+    """FOLDER/{train,val,test}: `write_domain_splits`'s bands of `domain`, val and test cut into pieces
+    DOMAIN_PIECE_WIDTH wide, so that the worst-pair choice has pairs; built once."""
     done = folder / "done"  # written last: a folder without it is incomplete
-    if done.is_file():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    for split in ("train", "val", "test"):
-        (folder / split).mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as examples:
-        for path in DOMAIN_WRITERS[domain](examples):
-            image = gray_image(path)
-            if min(image.shape) < DOMAIN_SMALLEST_SIDE:
-                continue
-            height, width = image.shape
-            half, three_quarters = height // 2, height * 3 // 4
-            save_gray_png(image[:half, : width // 2], folder / "train" / f"{path.stem}_left.png")
-            save_gray_png(image[:half, width // 2 :], folder / "train" / f"{path.stem}_right.png")
-            for split, band in (("val", image[half:three_quarters]), ("test", image[three_quarters:])):
-                pieces = math.ceil(width / DOMAIN_PIECE_WIDTH)
-                for index, piece in enumerate(np.array_split(band, pieces, axis=1)):
-                    if piece.std() >= FLAT_STD:
-                        save_gray_png(piece, folder / split / f"{path.stem}_{index}.png")
-    done.write_text("")
+    if not done.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        write_domain_splits(domain, folder, piece_width=DOMAIN_PIECE_WIDTH)
+        done.write_text("")
     return folder
 
 

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from cycledeblur.cli import main
@@ -186,3 +187,21 @@ def test_aerial_example_folder_holds_16_bit_tiles_of_the_photo(tmp_path):
     tile = read_pixels(tmp_path / "aero_1_0.tif")
     assert tile.dtype == np.uint16 and tile.shape == (256, 256, 1)
     assert np.array_equal(tile[:, :, 0], pywt.data.aero()[256:, :256].astype(np.uint16) * 257)
+
+
+def test_domain_splits_command_writes_whole_bands_that_share_no_pixel(tmp_path, capsys):
+    """`python -m cycledeblur.domain_examples splits` (make demo's scans): without pieces, val and test are whole bands."""
+    import pywt.data
+
+    from cycledeblur.domain_examples import main as examples_main
+
+    assert examples_main(["splits", "aerial", str(tmp_path)]) == 0
+    assert "wrote 2 train, 1 val, 1 test images of aerial" in capsys.readouterr().out
+    expected = pywt.data.aero()
+
+    def gray(split, name):
+        return np.asarray(Image.open(tmp_path / split / f"{name}.png").convert("L"))
+
+    assert (np.hstack([gray("train", "aero_0_0_left"), gray("train", "aero_0_0_right")]) == expected[:256]).all()
+    assert (gray("val", "aero_0_0") == expected[256:384]).all()
+    assert (gray("test", "aero_0_0") == expected[384:]).all()
