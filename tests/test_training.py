@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -190,6 +191,61 @@ def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tm
         )
         straight, again = checkpoint_weights(run, 4), checkpoint_weights(resumed, 4)
         assert all((straight[name][key] == again[name][key]).all() for name in straight for key in straight[name])
+        # Restarted on one process: it goes on from step 2 and says, once, that the batches are no longer the same.
+        on_one = tmp_path / "ddp-on-one"
+        result = run_command(
+            [
+                sys.executable,
+                "train.py",
+                "--config",
+                "configs/default.yaml",
+                "--resume",
+                str(run / "checkpoints" / "step_0000002"),
+                *cli_overrides(data, on_one, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1"),
+            ],
+            tmp_path,
+        )
+        assert result.stdout.count("written by 2 process(es), this run has 1: the data order changes") == 1
+        assert [row["step"] for row in read_metrics(on_one)] == [3, 4]
+        assert json.loads((on_one / "checkpoints" / "step_0000004" / "replicas.json").read_text())["processes"] == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_train_and_agree(unpaired, tmp_path):
+    """Two machines as Accelerate meets them under a multi-node launch: one `torchrun` per node, one process each,
+    meeting at a c10d rendezvous (here on 127.0.0.1, on a cluster the first node's address)."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    run, port = tmp_path / "nodes", free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    overrides = cli_overrides(unpaired, run, "train.max_steps=2", "train.checkpoint_every=2", "train.batch_size=1")
+    nodes = [
+        subprocess.Popen(
+            [
+                *(torchrun, "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank)),
+                *("--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "two-nodes"),
+                *"train.py --config configs/default.yaml".split(),
+                *overrides,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    replicas = json.loads((run / "checkpoints" / "step_0000002" / "replicas.json").read_text())
+    assert replicas["processes"] == 2 and replicas["in_sync"]
+    assert replicas["fingerprints"][0] == replicas["fingerprints"][1]
+    assert [row["step"] for row in read_metrics(run)] == [1, 2]
 
 
 @pytest.mark.slow

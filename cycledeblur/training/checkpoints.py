@@ -38,6 +38,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CHECKPOINT.fullmatch(p.name).group(1)))
 
 
+def saved_process_count(checkpoint: Path) -> int | None:
+    """How many processes trained the run that wrote `checkpoint` (its replicas.json); None if it does not say."""
+    try:
+        return int(json.loads((checkpoint / COMPLETE_MARKER).read_text())["processes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def remove_leftovers(run_dir: Path) -> None:
     """Delete what killed runs left behind: half-written checkpoints and half-deleted ones."""
     folder = checkpoint_dir(run_dir)

@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..config import Config, config_to_dict, save_config
 from ..errors import ConfigError, TrainingInterrupted, UserError, first_line
 from ..precision import training_precision
-from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint
+from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint, saved_process_count
 from .data_position import DataPosition
 from .guard import centre_crops, pseudo_pair_psnr, starting_generator
 from .init_from import initial_weights, start_from
@@ -194,6 +194,14 @@ class TrainingSession:
                 raise UserError(f"cannot resume from {self.resume_from}: {first_line(error)}") from None
             load_loop_state(self.resume_from, self._shared_state(), self._process_state, accelerator.process_index)
             accelerator.print(f"resumed from {self.resume_from} at step {self.step}")
+            saved = saved_process_count(self.resume_from)
+            if saved not in (None, accelerator.num_processes):
+                # Each process's shard of every epoch depends on the count: the weights, step and schedules carry
+                # on, but the batches from here are not those the interrupted run would have drawn.
+                accelerator.print(
+                    f"the checkpoint was written by {saved} process(es), this run has {accelerator.num_processes}: "
+                    "the data order changes from here on"
+                )
         accelerator.init_trackers("cycledeblur", config=flat_hparams(self.config))
         train = self.config.train
         images_per_step = train.batch_size * train.grad_accum_steps * accelerator.num_processes
