@@ -247,8 +247,6 @@ def run_deblur(args: argparse.Namespace) -> int:
     """Deblur every input into --out; a file that cannot be read or written is reported, and the others go on."""
     from rich.progress import track
 
-    from .image_arrays import read_image_array, save_image_array
-
     jobs = deblur_jobs(args.inputs, args.out)
     deblurrer = build_deblurrer(args)
     out = args.out.resolve()
@@ -263,8 +261,7 @@ def run_deblur(args: argparse.Namespace) -> int:
                 err_console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
                 existing += 1
                 continue
-            image, image_format = read_image_array(source, deblurrer.channels)
-            save_image_array(deblurrer.deblur(image), target, image_format)
+            deblur_file(deblurrer, source, target)
         except ImageFileError as error:
             print_error(error)
             failed += 1
@@ -273,6 +270,15 @@ def run_deblur(args: argparse.Namespace) -> int:
     summary += [f"{failed} failed"] if failed else []
     Console().print(", ".join(summary), highlight=False, soft_wrap=True)
     return EXIT_INPUTS_FAILED if failed else 0
+
+
+def deblur_file(deblurrer, source: Path, target: Path) -> None:
+    from .image_arrays import read_image_array, save_image_array
+
+    image, image_format = read_image_array(source, deblurrer.channels)
+    deblurred = deblurrer.deblur(image)
+    del image  # a large scene's input need not be held while its output is encoded (768 MB at 8000 x 8000 px)
+    save_image_array(deblurred, target, image_format)
 
 
 def deblur_jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:

@@ -26,21 +26,25 @@ class ImageFormat:
 
 
 def pixels_to_array(pixels: np.ndarray, name: str = "image") -> tuple[np.ndarray, ImageFormat]:
-    """Stored pixels (H x W x C) as float32 in [0, 1], and the format they were stored in (1-bit: as 8-bit)."""
-    if pixels.dtype == bool:  # 1-bit (bilevel TIFF)
-        array, bit_depth = pixels.astype(np.float32), 8
-    elif pixels.dtype == np.uint8:
-        array, bit_depth = pixels.astype(np.float32) / 255.0, 8
-    elif pixels.dtype == np.uint16:
-        array, bit_depth = pixels.astype(np.float32) / 65535.0, 16
-    elif pixels.dtype.kind == "f":
-        array, bit_depth = pixels.astype(np.float32), 32
+    """Stored pixels (H x W x C) as float32 in [0, 1], and the format they were stored in (1-bit: as 8-bit).
+
+    The array is H x W x C, a view of a C x H x W buffer (the networks' layout, so that it needs no second copy), and
+    is scaled in place: a large scene is held once as stored and once in float32, never more.
+    """
+    scales = {np.dtype(bool): 1.0, np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+    if pixels.dtype not in scales and pixels.dtype.kind != "f":
+        raise ImageFileError(f"{name}: pixel type {pixels.dtype} is not supported (8 or 16-bit unsigned, 1-bit, float)")
+    array = np.array(pixels.transpose(2, 0, 1), dtype=np.float32, order="C")  # always a copy: the pixels stay as they are
+    if pixels.dtype in scales:
+        array /= scales[pixels.dtype]
+        bit_depth = 16 if pixels.dtype == np.uint16 else 8
+    else:
+        bit_depth = 32
         # NaN marks "no data" in some scientific images; the network would spread it over the whole output.
         if not np.isfinite(array).all():
             raise ImageFileError(f"{name} holds NaN or infinite pixel values; fill them in first")
-    else:
-        raise ImageFileError(f"{name}: pixel type {pixels.dtype} is not supported (8 or 16-bit unsigned, 1-bit, float)")
-    return np.clip(array, 0.0, 1.0), ImageFormat(bit_depth=bit_depth, channels=pixels.shape[2])
+    np.clip(array, 0.0, 1.0, out=array)
+    return array.transpose(1, 2, 0), ImageFormat(bit_depth=bit_depth, channels=pixels.shape[2])
 
 
 def adapt_channels(array: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
@@ -59,9 +63,15 @@ def adapt_channels(array: np.ndarray, channels: int, name: str = "image") -> np.
     raise ImageFileError(f"{name} has {have} channels and cannot be converted to the model's {channels}")
 
 
-def _decoded(source: str | Path | bytes, channels: int, name: str) -> tuple[np.ndarray, ImageFormat]:
-    array, image_format = pixels_to_array(read_pixels(source, name), name)
+def pixels_as_array(pixels: np.ndarray, channels: int, name: str = "image") -> tuple[np.ndarray, ImageFormat]:
+    """Stored pixels (H x W x C) as a float32 C x H x W array in [0, 1] with `channels` channels (a new array: the
+    pixels are left as they are), and the format they were stored in."""
+    array, image_format = pixels_to_array(pixels, name)
     return np.ascontiguousarray(adapt_channels(array.transpose(2, 0, 1), channels, name)), image_format
+
+
+def _decoded(source: str | Path | bytes, channels: int, name: str) -> tuple[np.ndarray, ImageFormat]:
+    return pixels_as_array(read_pixels(source, name), channels, name)
 
 
 def read_image_array(source: str | Path | bytes, channels: int, name: str | None = None) -> tuple[np.ndarray, ImageFormat]:
@@ -80,16 +90,19 @@ def read_array(source: str | Path | bytes, channels: int, name: str | None = Non
     return _decoded(source, channels, name or str(source))[0]
 
 
+_ROWS_PER_BAND = 256
+
+
 def save_image_array(array: np.ndarray, path: str | Path, image_format: ImageFormat) -> None:
     """Write a C x H x W array in [0, 1] with the bit depth, channel count and color profile of `image_format`."""
-    array = adapt_channels(np.clip(array.astype(np.float32, copy=False), 0, 1), image_format.channels, str(path))
-    pixels = array.transpose(1, 2, 0)
-    if image_format.bit_depth == 16:
-        pixels = np.round(pixels * 65535).astype(np.uint16)
-    elif image_format.bit_depth == 32:
-        pixels = pixels.astype(np.float32)
-    else:
-        pixels = np.round(pixels * 255).astype(np.uint8)
+    array = adapt_channels(array, image_format.channels, str(path))
+    dtype, scale = {16: (np.uint16, 65535), 32: (np.float32, 1)}.get(image_format.bit_depth, (np.uint8, 255))
+    channels, height, width = array.shape
+    pixels = np.empty((height, width, channels), dtype=dtype)
+    # A band of rows at a time: the float temporaries of a large scene stay small.
+    for top in range(0, height, _ROWS_PER_BAND):
+        band = np.clip(array[:, top : top + _ROWS_PER_BAND].astype(np.float32), 0, 1).transpose(1, 2, 0)
+        pixels[top : top + _ROWS_PER_BAND] = band if dtype == np.float32 else np.round(band * scale)
     write_pixels(pixels, path, icc_profile=image_format.icc_profile, geotiff_tags=image_format.geotiff_tags)
 
 

@@ -171,7 +171,10 @@ def _tiff_pixels(data: bytes) -> np.ndarray:
 def _png16_pixels(data: bytes) -> np.ndarray:
     check_pixel_count(*struct.unpack(">II", data[16:24]))  # the width and height of the header (IHDR)
     width, height, rows, info = png.Reader(bytes=data).asDirect()
-    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+    pixels = np.empty((height, width * info["planes"]), dtype=np.uint16)  # filled row by row: one copy in memory
+    for index, row in enumerate(rows):
+        pixels[index] = row
+    return pixels.reshape(height, width, info["planes"])
 
 
 def _is_dicom(head: bytes, name: str) -> bool:
@@ -340,12 +343,17 @@ def _write_png16(pixels: np.ndarray, path: Path, icc_profile: bytes | None) -> N
     height, width, channels = pixels.shape
     encoded = io.BytesIO()
     png.from_array(pixels.reshape(height, width * channels), _PYPNG_16_BIT_MODES[channels]).write(encoded)
-    chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-    if icc_profile:
+    encoded.seek(0)
+    chunks = png.Reader(file=encoded).chunks()  # streamed from the encoding, not copied again
+
+    def with_profile():
+        yield next(chunks)  # IHDR
         # pypng has no option for a profile; PNG wants its iCCP chunk (name, 0, method 0, zlib data) before IDAT.
-        chunks.insert(1, (b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+        yield b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)
+        yield from chunks
+
     with path.open("wb") as file:
-        png.write_chunks(file, chunks)
+        png.write_chunks(file, with_profile() if icc_profile else chunks)
 
 
 def _write_with_pil(pixels: np.ndarray, path: Path, icc_profile: bytes | None) -> None:

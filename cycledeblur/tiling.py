@@ -33,15 +33,20 @@ def tile_layout(length: int, tile: int, overlap: int, multiple: int = 1, fixed: 
     return size, [index * (length - size) // (count - 1) for index in range(count)]
 
 
-def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
-    """Weights that ramp linearly over `overlap` pixels at each edge: neighbouring tiles cross-fade, no seam."""
+def edge_ramp(length: int, overlap: int) -> np.ndarray:
+    """Blending weights along one side of a tile, ramping linearly over `overlap` pixels at each end: neighbouring
+    tiles cross-fade, no seam. A tile's weight is its row ramp times its column ramp."""
+    position = np.arange(length, dtype=np.float32)
+    distance_to_edge = np.minimum(position, length - 1 - position)
+    return np.minimum((distance_to_edge + 1) / (overlap + 1), 1.0).astype(np.float32)
 
-    def ramp(length: int) -> np.ndarray:
-        position = np.arange(length, dtype=np.float32)
-        distance_to_edge = np.minimum(position, length - 1 - position)
-        return np.minimum((distance_to_edge + 1) / (overlap + 1), 1.0).astype(np.float32)
 
-    return ramp(height)[:, None] * ramp(width)[None, :]
+def ramp_sum(length: int, starts: list[int], ramp: np.ndarray) -> np.ndarray:
+    """The sum along one side of an image of the ramps of the tiles that start at `starts`."""
+    total = np.zeros(length, dtype=np.float32)
+    for start in starts:
+        total[start : start + len(ramp)] += ramp
+    return total
 
 
 class TiledDeblurrer(ABC):
@@ -86,19 +91,23 @@ class TiledDeblurrer(ABC):
         if tile_height is None or (height <= tile_height and width <= tile_width):
             return self._run(image[None])[0]
         output = np.zeros(image.shape, dtype=np.float32)
-        total_weight = np.zeros((height, width), dtype=np.float32)
         fixed = self.input_size is not None
         tile_h, tops = tile_layout(height, tile_height, self.tile_overlap, self.multiple, fixed)
         tile_w, lefts = tile_layout(width, tile_width, self.tile_overlap, self.multiple, fixed)
-        weight = blend_window(tile_h, tile_w, self.tile_overlap)
+        ramp_h, ramp_w = edge_ramp(tile_h, self.tile_overlap), edge_ramp(tile_w, self.tile_overlap)
+        weight = ramp_h[:, None] * ramp_w[None, :]
         corners = list(itertools.product(tops, lefts))
         for first in range(0, len(corners), self.batch_size):
             group = corners[first : first + self.batch_size]
             tiles = np.stack([image[:, top : top + tile_h, left : left + tile_w] for top, left in group])
             for (top, left), result in zip(group, self._run(tiles)):
                 output[:, top : top + tile_h, left : left + tile_w] += result * weight
-                total_weight[top : top + tile_h, left : left + tile_w] += weight
-        return output / total_weight
+        # The tiles form a grid and each weight is a row ramp times a column ramp, so the weights' sum over the
+        # image is the product of two sums along its sides: no image-sized plane of weights, and no copy of the
+        # output (an 8000 x 8000 photo's is 768 MB).
+        output /= ramp_sum(height, tops, ramp_h)[:, None]
+        output /= ramp_sum(width, lefts, ramp_w)[None, :]
+        return output
 
     def network_input(self, batch: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """N x C x H x W in [0, 1] -> in [-1, 1], padded at the bottom and right to `size`, by default the smallest
