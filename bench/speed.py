@@ -5,7 +5,7 @@ Rerun: python bench/speed.py [--config configs/default.yaml] [--crops 128 256] [
        [--modes plain tuned fused_adam bf16 channels_last compile shipped] [--generators unet light wiener]
        [--steps 5] [--out DIR]
        [--inference-sizes 1280x720 4000x3000] [--tile 512] [--inference-precisions fp32 bf16]
-       [--onnx-precisions fp32 int8] [--onnx-input-size N] [--inference-repeats 3]
+       [--onnx-precisions fp32 int8] [--onnx-input-size N] [--inference-repeats 3] [--reference DIR]
 (`--modes` with no mode skips the training rows, `--inference-sizes` with no size the inference rows,
 `--onnx-precisions` with no precision the onnxruntime rows.)
 
@@ -20,6 +20,11 @@ own `perf/` log entries. Modes, each on top of the config (its networks and loss
 - shipped: the config exactly as it is (what `cycledeblur train --config CONFIG` runs).
 With --generators, each named generator family (its default options, as the blur->sharp and the sharp->blur
 generator) adds a shipped row per crop and batch and its own inference rows.
+
+With --reference DIR (a checkout of junyanz/pytorch-CycleGAN-and-pix2pix, the 2017 reference CycleGAN, with its
+requirements installed for --reference-python), each crop and batch first times the reference's own `train.py
+--model cycle_gan` on the same blurred (trainA) and sharp (trainB) folders, its defaults otherwise (ResNet-9
+generators, 70x70 PatchGANs, fp32), from the per-iteration times it prints, and every row gets its speed over it.
 
 Per row: images/s, its ratio to plain at the same crop and batch, peak memory (CUDA max allocated on a GPU, the
 process's peak RSS on the CPU), the step's FLOPs (`torch.utils.flop_counter.FlopCounterMode` over one step of the
@@ -128,6 +133,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="export for this one input size (onnxruntime then tiles at it) instead of with dynamic axes",
     )
     parser.add_argument("--inference-repeats", type=int, default=3, help="timed passes per inference row, median (default 3)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix: time its train.py (cycle_gan) at each crop and batch",
+    )
+    parser.add_argument(
+        "--reference-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="the Python that runs the reference, with its requirements (default: this one)",
+    )
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process, print its JSON
     return parser.parse_args(argv)
 
@@ -218,12 +235,15 @@ def loader_throughput(config_path: Path, overrides: list[str], batches: int) -> 
 
     from cycledeblur.config import load_config
     from cycledeblur.data import CropDataset, EpochSampler, load_image_source
+    from cycledeblur.data.workers import loader_workers
 
     config = load_config(config_path, overrides)
     images = load_image_source(config.data.blur, key="data.blur")
     dataset = CropDataset(images, config.data, seed=0)
     sampler = EpochSampler(len(dataset), seed=0)
-    loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True, num_workers=config.data.num_workers)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    workers = loader_workers(config.data.num_workers, device, images_cached=config.data.cache_images != "none")[0]
+    loader = DataLoader(dataset, config.train.batch_size, sampler=sampler, drop_last=True, num_workers=workers)
 
     def endless() -> Iterator[list[torch.Tensor]]:
         for epoch in itertools.count():
@@ -424,6 +444,47 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+REFERENCE_NAME = "reference (pytorch-CycleGAN-and-pix2pix)"
+# "(epoch: 1, iters: 2, time: 3.120, data: 0.003)": seconds of compute per image, and the wait for the batch.
+REFERENCE_TIMES = re.compile(r"time: ([0-9.]+), data: ([0-9.]+)")
+
+
+def reference_row(args: argparse.Namespace, crop: int, batch: int, data: Path) -> dict[str, Any]:
+    """The reference CycleGAN's train.py on the same blurred / sharp folders, its iterations timed by its own log:
+    images/s over the last --steps of 2 x --steps iterations (one printed per iteration), and its peak RSS."""
+    dataroot = args.out / "reference-data"
+    dataroot.mkdir(parents=True, exist_ok=True)
+    for side, folder in (("trainA", data / "blur"), ("trainB", data / "sharp")):
+        if not (dataroot / side).exists():
+            (dataroot / side).symlink_to(folder.resolve())
+    options = (args.reference / "options" / "base_options.py").read_text()
+    newer = "--load_size" in options  # the flags were renamed in 2019
+    sizes = ["--load_size", str(crop), "--crop_size", str(crop), "--batch_size", str(batch)]
+    if not newer:
+        sizes = ["--loadSize", str(crop), "--fineSize", str(crop), "--batchSize", str(batch)]
+    epochs = ["--n_epochs", "1000", "--n_epochs_decay", "0"] if newer else ["--niter", "1000", "--niter_decay", "0"]
+    command = [
+        *(args.reference_python, "train.py", "--dataroot", str(dataroot.resolve()), "--name", f"speed-{crop}-{batch}"),
+        *("--model", "cycle_gan", "--gpu_ids", "0" if torch.cuda.is_available() else "-1", *sizes, *epochs),
+        *("--display_id", "0", "--no_html", "--print_freq", str(batch), "--save_latest_freq", "1000000000"),
+        *("--save_epoch_freq", "1000000", "--checkpoints_dir", str((args.out / "reference-runs").resolve())),
+    ]
+    process = subprocess.Popen(command, cwd=args.reference, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds, output = [], []
+    for line in process.stdout:
+        output.append(line)
+        if found := REFERENCE_TIMES.search(line):
+            seconds.append(float(found[1]) * batch + float(found[2]))  # one iteration: its batch and the wait for it
+            if len(seconds) == 2 * args.steps:
+                process.terminate()
+                break
+    process.stdout.close()
+    _, _, usage = os.wait4(process.pid, 0)
+    if len(seconds) < 2 * args.steps:
+        raise SystemExit(f"the reference stopped after {len(seconds)} iterations ({shlex.join(command)}):\n" + "".join(output[-20:]))
+    return {"images_per_second": batch * args.steps / sum(seconds[args.steps :]), "peak_memory_gib": usage.ru_maxrss / 2**20}
+
+
 def child(command: list[str]) -> tuple[dict[str, Any], float]:
     """Run `command`, return its last stdout line as JSON and its peak RSS in GiB (from wait4's rusage)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -444,7 +505,8 @@ def device_description() -> dict[str, Any]:
     from bench.quality import machine
 
     computer = machine()
-    return {"device": f"{computer['cpu']} ({computer['cpu_count']} cores)", "bf16_peak_flops": None}
+    flags = ", ".join(flag for flag in ("avx512_bf16", "amx_bf16") if computer[flag]) or "AVX2 only, no bf16 instructions"
+    return {"device": f"{computer['cpu']} ({computer['cpu_count']} cores, {flags})", "bf16_peak_flops": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,6 +537,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(mode, None) for mode in modes] + [("shipped", family) for family in args.generators]
     for crop in args.crops:
         for batch in args.batches:
+            reference = None
+            if args.reference:  # first, so that every row of this crop and batch is compared with it
+                console.print(f"{REFERENCE_NAME}, crop {crop}, batch {batch} ...", highlight=False)
+                reference = {"mode": REFERENCE_NAME, "crop": crop, "batch": batch, **reference_row(args, crop, batch, data)}
+                reference["peak_memory_kind"] = "peak RSS"
+                results.append(reference)
+                record(reference)
             for mode, family in runs:
                 name = f"{family} generator" if family else mode
                 run_dir = args.out / "runs" / f"{name.replace(' ', '-')}-{crop}-{batch}"
@@ -502,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if plain:
                     row["vs_plain"] = row["images_per_second"] / plain["images_per_second"]
+                if reference:
+                    row["vs_reference"] = row["images_per_second"] / reference["images_per_second"]
                 results.append(row)
                 record(row)
     if runs:
@@ -532,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[dict], loader: dict, described: dict, args: argparse.Namespace, command: str, date: str) -> None:
-    headers = ["mode", "crop", "batch", "images/s", "vs plain", "peak memory (GiB)", "TFLOP/s", "MFU"]
+    headers = ["mode", "crop", "batch", "images/s", "vs plain", "vs reference", "peak memory (GiB)", "TFLOP/s", "MFU"]
     lines = []
     for row in results:
         mfu = f"{row['mfu']:.1%}" if "mfu" in row else ""
@@ -543,8 +614,9 @@ def report(results: list[dict], loader: dict, described: dict, args: argparse.Na
                 str(row["batch"]),
                 f"{row['images_per_second']:.3g}",
                 f"{row['vs_plain']:.2f}x" if "vs_plain" in row else "",
+                f"{row['vs_reference']:.2f}x" if "vs_reference" in row else "",
                 f"{row['peak_memory_gib']:.2f}",
-                f"{row.get('tflops_per_second', 0):.3f}",
+                f"{row['tflops_per_second']:.3f}" if "tflops_per_second" in row else "",
                 mfu,
             ]
         )

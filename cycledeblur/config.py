@@ -109,8 +109,15 @@ class DataConfig:
     """Crops whose flattest channel has a smaller standard deviation (in [0, 1] units) are redrawn (up to 10
     times): a flat crop (sky, a scan's black border) holds no blur, and instance normalization divides its
     zero variance by ~sqrt(eps), which blows its gradients up to inf/NaN."""
-    num_workers: int = 4
-    """Data-loader worker processes per training process (0: load in the training process itself)."""
+    num_workers: int | Literal["auto"] = "auto"
+    """Data-loader worker processes per training process (0: load in the training process itself). `auto`: 0 on a
+    CPU (the step uses every core; 1 with `cache_images: none`), and on a GPU one per core of this process but one,
+    at most 8. The run prints its choice and saves it in its `config.yaml`."""
+    cache_images: Literal["auto", "all", "none"] = "auto"
+    """Decode the training images once, before the workers start, and hold them in memory as stored (forked
+    workers share them): a crop then costs a crop, not a decode of its whole photo. `auto`: while they take at
+    most a quarter of the memory available at the start (divided among this machine's processes), the rest read
+    from their files at each use; `all`: every one; `none`: read every image from its file for every crop."""
     crop_schedule: dict[int, int] = field(default_factory=dict)
     """Progressive resolution: {step: crop size from that step on}, e.g. {0: 64, 2000: 128, 4000: 256}. Sizes are at
     most `crop_size`: the loader cuts `crop_size` crops and each step takes a random window of the scheduled size

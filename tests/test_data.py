@@ -142,10 +142,34 @@ def test_training_reads_each_image_file_once_and_not_its_metadata(odd_images, mo
     assert sorted(reads) == sorted(path.name for path in odd_images.iterdir())
 
 
+def test_decoded_images_held_in_memory_give_the_same_crops_without_reading_files(photo_folder, monkeypatch):
+    import cycledeblur.image_files
+
+    source = load_image_source(str(photo_folder))
+    keys = [(0, index) for index in range(len(source))] + [(5, 1), (5, 1)]  # the last twice: use leaves it as it was
+    expected = [CropDataset(source, DataConfig(crop_size=48, cache_images="none"), seed=3)[key][0] for key in keys]
+    cached = CropDataset(source, DataConfig(crop_size=48, cache_images="all"), seed=3)
+    monkeypatch.setattr(cycledeblur.image_files.Path, "read_bytes", lambda path: pytest.fail(f"read {path} again"))
+    for key, crop in zip(keys, expected):
+        assert torch.equal(cached[key][0], crop)
+
+
+def test_the_cache_stops_at_its_budget_and_the_rest_is_read_from_files(photo_folder):
+    from cycledeblur.data.decoded import ImageReader
+
+    reader = ImageReader(load_image_source(str(photo_folder)))
+    first = reader.pixels(0)[0].nbytes
+    assert reader.cache(first + 1, threads=2) == 1  # the second image would exceed it
+    uncached = ImageReader(load_image_source(str(photo_folder)))
+    for index in range(len(reader)):
+        assert np.array_equal(reader.pixels(index)[0], uncached.pixels(index)[0])
+        assert reader.name(index) == uncached.name(index)
+
+
 @pytest.mark.parametrize("policy", ["upscale", "pad"])
 def test_images_smaller_than_the_crop_are_handled(odd_images, policy):
     dataset = CropDataset(load_image_source(str(odd_images)), DataConfig(crop_size=48, small_images=policy), seed=0)
-    tiny = next(i for i in range(len(dataset)) if dataset.images[i]["image"]["path"].endswith("tiny.png"))
+    tiny = next(i for i in range(len(dataset)) if dataset.reader.name(i).endswith("tiny.png"))
     assert dataset[(0, tiny)][0].shape == (3, 48, 48)
 
 
@@ -310,3 +334,23 @@ def test_mirrored_window_is_a_window_of_the_symmetric_padding():
         top, left = int(rng.integers(0, height + 2 * margin - rows + 1)), int(rng.integers(0, width + 2 * margin - cols + 1))
         window = mirrored_window(pixels, top - margin, left - margin, rows, cols)
         assert np.array_equal(window, padded[top : top + rows, left : left + cols])
+
+
+def test_auto_workers_leave_a_cpu_to_the_step_and_feed_a_gpu(monkeypatch):
+    from cycledeblur.data.workers import GPU_MAX_WORKERS, loader_workers
+
+    assert loader_workers(3, "cpu", images_cached=True) == (3, "set in the config")
+    assert loader_workers("auto", "cpu", images_cached=True)[0] == 0
+    assert loader_workers("auto", "cpu", images_cached=False)[0] == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert loader_workers("auto", "cuda", images_cached=True)[0] == GPU_MAX_WORKERS
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 GPUs share the 16 cores
+    assert loader_workers("auto", "cuda", images_cached=True)[0] == 3
+
+
+def test_a_run_saves_the_worker_count_auto_chose_and_why(tiny_config, capsys):
+    from cycledeblur.training import train
+
+    run = train(tiny_config("train.max_steps=1", "data.num_workers=auto")).parent
+    assert "num_workers: 0" in (run / "config.yaml").read_text()
+    assert "data-loader workers: 0 (auto: on the CPU" in capsys.readouterr().out

@@ -105,3 +105,28 @@ def test_speed_benchmark_notes_a_failed_export(tmp_path, monkeypatch):
     assert (failed["mode"], failed["backend"], failed["precision"]) == ("onnx export", "onnxruntime", "int8")
     assert failed["note"] == "export failed: UserError: cannot export the resnet generator to ONNX: no"
     assert (whole["backend"], tiled["backend"]) == ("pytorch", "pytorch")
+
+
+def test_reference_row_times_the_reference_from_its_own_log(tmp_path):
+    """A stand-in for the reference's train.py, printing its per-iteration times as the 2018 reference does: the row
+    passes it the old flags and the folders, and times the last --steps iterations (compute per image x batch +
+    the wait for the batch)."""
+    reference = tmp_path / "reference"
+    (reference / "options").mkdir(parents=True)
+    (reference / "options" / "base_options.py").write_text("parser.add_argument('--loadSize')\n")
+    (reference / "train.py").write_text(
+        "import sys, time\n"
+        "args = sys.argv[1:]\n"
+        "assert args[args.index('--batchSize') + 1] == '2' and args[args.index('--fineSize') + 1] == '64', args\n"
+        "assert sorted(__import__('os').listdir(args[args.index('--dataroot') + 1])) == ['trainA', 'trainB']\n"
+        "for i in range(1, 100):\n"
+        "    print(f'(epoch: 1, iters: {i}, time: {0.5 if i > 2 else 9.0:.3f}, data: 0.100) D_A: 1.0', flush=True)\n"
+        "    time.sleep(0.01)\n"
+    )
+    data = tmp_path / "data"
+    for side in ("blur", "sharp"):
+        (data / side).mkdir(parents=True)
+    args = speed.parse_args(["--steps", "2", "--out", str(tmp_path / "out"), "--reference", str(reference)])
+    row = speed.reference_row(args, crop=64, batch=2, data=data)
+    assert row["images_per_second"] == pytest.approx(2 * 2 / (2 * (0.5 * 2 + 0.1)))  # the warm-up's 9 s left out
+    assert row["peak_memory_gib"] > 0

@@ -21,7 +21,8 @@ from ..config import DataConfig
 from ..errors import ImageFileError, UserError
 from ..synth.degrade import blur_image
 from ..synth.random_blur import sample_degradation, sample_softening
-from .images import load_image_tensor
+from ..image_arrays import pixels_as_array
+from .decoded import ImageReader, cache_budget, decode_threads
 
 FLAT_CROP_RETRIES = 10
 GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)  # torchvision's rgb_to_grayscale
@@ -92,19 +93,29 @@ class CropDataset(Dataset):
     """
 
     def __init__(self, images: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
-        self.images, self.config, self.seed, self.image_column = images, config, seed, image_column
+        self.config, self.seed = config, seed
+        self.reader = self.cached_reader(images, image_column)
         self.augment = build_augmentation(config)
         self._unusable: dict[int, str] = {}  # index -> why, in this process: each is read and reported once
 
-    def __len__(self) -> int:
-        return len(self.images)
+    def cached_reader(self, images: datasets.Dataset, image_column: str) -> ImageReader:
+        """A reader of `images` holding as many of them decoded as `data.cache_images` allows."""
+        reader = ImageReader(images, image_column)
+        budget = cache_budget(self.config.cache_images)
+        if budget > 0:
+            held = reader.cache(budget, decode_threads())
+            if held < len(reader):
+                logger.info("data.cache_images: %d of %d images held in memory, the rest read at each use", held, len(reader))
+        return reader
 
-    def load(self, index: int, images: datasets.Dataset | None = None) -> torch.Tensor:
-        """Whole image `index` (of `images`, default this set's) as a float CxHxW tensor in [0, 1], upscaled if
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def load(self, index: int, reader: ImageReader | None = None) -> torch.Tensor:
+        """Whole image `index` (of `reader`, default this set's) as a float CxHxW tensor in [0, 1], upscaled if
         smaller than the crop."""
-        record = (self.images if images is None else images)[index][self.image_column]
-        name = record.get("path") or f"{self.image_column}[{index}]"
-        image = load_image_tensor(record.get("bytes") or record["path"], self.config.channels, name)
+        pixels, name = (reader or self.reader).pixels(index)
+        image = torch.from_numpy(pixels_as_array(pixels, self.config.channels, name)[0])
         crop = self.config.crop_size
         height, width = image.shape[-2:]
         if min(height, width) < crop:
@@ -166,12 +177,12 @@ class PairedCropDataset(CropDataset):
 
     def __init__(self, blurred: datasets.Dataset, sharp: datasets.Dataset, config: DataConfig, seed: int, image_column: str = "image"):
         super().__init__(blurred, config, seed, image_column)
-        self.sharp = sharp
+        self.sharp_reader = self.cached_reader(sharp, image_column)
 
     def item_images(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        blurred, sharp = self.load(index), self.load(index, self.sharp)
+        blurred, sharp = self.load(index), self.load(index, self.sharp_reader)
         if blurred.shape != sharp.shape:
-            names = [images[index][self.image_column].get("path") or f"row {index}" for images in (self.images, self.sharp)]
+            names = [reader.name(index) for reader in (self.reader, self.sharp_reader)]
             raise ImageFileError(
                 f"pair {names[0]} / {names[1]}: the images differ in size ({tuple(blurred.shape[-2:])} vs "
                 f"{tuple(sharp.shape[-2:])}); a pair must show the same scene pixel for pixel"

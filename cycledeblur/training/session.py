@@ -21,6 +21,7 @@ from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Config, config_to_dict, save_config
+from ..data.workers import loader_workers
 from ..errors import ConfigError, TrainingInterrupted, UserError, first_line
 from ..precision import training_precision
 from .checkpoints import remove_leftovers, resolve_resume, save_checkpoint, saved_process_count
@@ -84,6 +85,9 @@ class TrainingSession:
         self.resume_from = resolve_resume(self.run_dir, resume)
         self.accelerator, precision_reason = build_accelerator(config, self.run_dir)
         self.accelerator.print(f"mixed precision: {config.train.mixed_precision} ({precision_reason})")
+        images_cached = config.data.cache_images != "none"
+        config.data.num_workers, workers_reason = loader_workers(config.data.num_workers, self.accelerator.device.type, images_cached)
+        self.accelerator.print(f"data-loader workers: {config.data.num_workers} ({workers_reason})")
         self.state = TrainState()
         self.validation = Validation(config) if config.data.val_blur else None
         if self.accelerator.is_main_process:
