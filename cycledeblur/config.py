@@ -115,9 +115,9 @@ class DataConfig:
     at most 8. The run prints its choice and saves it in its `config.yaml`."""
     cache_images: Literal["auto", "all", "none"] = "auto"
     """Decode the training images once, before the workers start, and hold them in memory as stored (forked
-    workers share them): a crop then costs a crop, not a decode of its whole photo. `auto`: while they take at
-    most a quarter of the memory available at the start (divided among this machine's processes), the rest read
-    from their files at each use; `all`: every one; `none`: read every image from its file for every crop."""
+    workers share them): a crop then costs a crop, not a decode of its whole photo. `auto`: while each folder's
+    images take at most a quarter of the memory available when it is loaded (divided among this machine's
+    processes), the rest read from their files at each use; `all`: every one; `none`: read every image from its file for every crop."""
     crop_schedule: dict[int, int] = field(default_factory=dict)
     """Progressive resolution: {step: crop size from that step on}, e.g. {0: 64, 2000: 128, 4000: 256}. Sizes are at
     most `crop_size`: the loader cuts `crop_size` crops and each step takes a random window of the scheduled size
