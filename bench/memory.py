@@ -26,7 +26,19 @@ from bench.quality import machine  # noqa: E402
 from cycledeblur.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["default", "cpu-fast", "paired", "paired-cpu-fast", "general", "adapt", "adapt-gpu", "finetune-medical", "demo"]
+CONFIGS = [
+    "default",
+    "cpu-fast",
+    "paired",
+    "paired-cpu-fast",
+    "general",
+    "adapt",
+    "adapt-gpu",
+    "finetune-medical",
+    "demo",
+    "unit",
+    "unit-cpu-fast",
+]
 
 
 def build_data(out: Path) -> Path:

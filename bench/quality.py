@@ -22,7 +22,8 @@ Columns, all scored the same way (FullReferenceMetrics: PSNR and SSIM on full im
   mean and standard deviation);
 - unpaired from scratch: configs/cpu-fast.yaml, trained by `cycledeblur train` on the corpus's train tiles, half
   of them blurred (mixed blur, noise 0.005) and the other half sharp, so that no pair exists;
-- the paired upper bound: configs/paired-cpu-fast.yaml on the same tiles blurred as pairs, with the same budget.
+- the paired upper bound: configs/paired-cpu-fast.yaml on the same tiles blurred as pairs, with the same budget;
+- UNIT from scratch: configs/unit-cpu-fast.yaml (`train.mode: unit`) on the unpaired tiles, with the same budget.
 The trained columns run once per `--seeds` value (`train.seed=N`) and report the mean and the standard deviation
 over seeds. Their runs live in RUNS (shared by both splits) and are reused when finished (`--retrain` forces).
 
@@ -304,11 +305,13 @@ class TrainingRecipe:
     title: str
     config: Path
     paired: bool  # trained on blurred/sharp pairs of the tiles, or on disjoint halves
+    reblur_generator: bool  # whether its config has a `model.reblur_generator` for --set to set
 
 
 RECIPES = {
-    "unpaired": TrainingRecipe("unpaired cpu-fast, from scratch", ROOT / "configs" / "cpu-fast.yaml", False),
-    "paired": TrainingRecipe("paired cpu-fast (upper bound)", ROOT / "configs" / "paired-cpu-fast.yaml", True),
+    "unpaired": TrainingRecipe("unpaired cpu-fast, from scratch", ROOT / "configs" / "cpu-fast.yaml", False, True),
+    "paired": TrainingRecipe("paired cpu-fast (upper bound)", ROOT / "configs" / "paired-cpu-fast.yaml", True, False),
+    "unit": TrainingRecipe("unpaired UNIT unit-cpu-fast, from scratch", ROOT / "configs" / "unit-cpu-fast.yaml", False, False),
 }
 # The columns in table order: --methods picks among all but the input, which every gain refers to.
 TITLES = {
@@ -328,8 +331,8 @@ class TrainedRun:
 
 
 def recipe_overrides(recipe: TrainingRecipe, overrides: list[str]) -> list[str]:
-    """The --set overrides of a recipe: the paired one has no reblurring generator to set."""
-    if not recipe.paired:
+    """The --set overrides of a recipe: the paired one and UNIT have no reblurring generator to set."""
+    if recipe.reblur_generator:
         return overrides
     return [override for override in overrides if not override.startswith("model.reblur_generator")]
 
@@ -359,8 +362,9 @@ def training_overrides(run: Path, tiles: Path, overrides: list[str]) -> list[str
 def finished(run: Path, config: Path, tiles: Path, overrides: list[str]) -> bool:
     """Whether `run` completed under the recipe it would be trained with now. The folder's name comes from the
     overrides alone: a config file edited since (another default) must not pass an older run off as this one.
-    Left out: `output_dir` (a run moved to the folder of the recipe it matches is that recipe's run) and
-    `train.mixed_precision` (`auto` resolves per machine, and the run's config.yaml says what it used)."""
+    Left out: `output_dir` (a run moved to the folder of the recipe it matches is that recipe's run),
+    `train.mixed_precision` and `data.num_workers` (`auto` resolves per machine, and the run's config.yaml says
+    what it used)."""
     if not all((run / "generator" / name).is_file() for name in ("config.json", "model.safetensors")):
         return False
     if not (run / "config.yaml").is_file():
@@ -368,7 +372,7 @@ def finished(run: Path, config: Path, tiles: Path, overrides: list[str]) -> bool
 
     def recipe(config: Config) -> dict[str, Any]:
         settings = config_to_dict(config)
-        del settings["output_dir"], settings["train"]["mixed_precision"]
+        del settings["output_dir"], settings["train"]["mixed_precision"], settings["data"]["num_workers"]
         return settings
 
     return recipe(load_config(run / "config.yaml")) == recipe(load_config(config, training_overrides(run, tiles, overrides)))

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cycledeblur", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a deblurring generator: unpaired CycleGAN, or pix2pix with train.mode=paired")
+    train = commands.add_parser(
+        "train", help="train a deblurring generator: unpaired CycleGAN, pix2pix (train.mode=paired) or UNIT (train.mode=unit)"
+    )
     add_train_arguments(train)
     train.set_defaults(run=run_train)
 

@@ -154,6 +154,10 @@ class DataConfig:
                     f"({self.crop_size}), the size the loader cuts"
                 )
 
+    def crop_sizes(self) -> list[tuple[str, int]]:
+        """Every crop size the run trains on, by the key that sets it."""
+        return [("data.crop_size", self.crop_size)] + [(f"data.crop_schedule[{step}]", size) for step, size in self.crop_schedule.items()]
+
     def crop_size_at(self, step: int) -> int:
         """The crop size of `step` under `crop_schedule` (`crop_size` before its first step, or without one)."""
         started = [start for start in self.crop_schedule if start <= step]
@@ -186,10 +190,38 @@ class ModelConfig:
     discriminator: NetworkConfig = field(default_factory=_default_discriminator)
     """The discriminators, one of sharp photos and one of blurred photos (paired mode: one conditional discriminator of (blurred,
     candidate) pairs), of this family and options."""
+    blur_code: bool = False
+    """`train.mode: unit` only: UID-GAN's blur code. A separate encoder reads how each blurred photo is blurred into a
+    vector of `blur_code_size` numbers (a diagonal Gaussian posterior, KL-regularised by `loss.vae.blur_kl`), which
+    the blurred decoder consumes beside the content code; sharp photos are reblurred with codes drawn from the prior."""
+    blur_code_size: int = 8
+    """Length of the blur code (`blur_code`)."""
     init_from: str = ""
     """Fine-tuning: start from a released model: a run folder, a folder made by `cycledeblur push`, or its Hub id.
     The deblurring generator (and the partner networks the source has) start from its weights; the families and
     options must match the source's, the image channels may differ (3 -> 1 for CT/MR, 3 -> 4 for RGB + NIR)."""
+
+
+@dataclass
+class VaeLossConfig:
+    """The weights of `train.mode: unit`'s variational terms (UNIT's defaults), beside the adversarial, cycle,
+    identity, total-variation and color weights every unpaired mode shares."""
+
+    reconstruction: float = 10.0
+    """Weight of the L1 between each photo and its decoding in its own domain, from a sampled code (the VAE's
+    likelihood term)."""
+    kl: float = 0.01
+    """Weight of the KL divergence of both domains' content codes from the prior N(0, I) (mean^2 / 2 per element:
+    the posterior has unit variance)."""
+    cycle_kl: float = 0.01
+    """Weight of the same KL for the codes of the translated photos, on the way back of the cycle."""
+    blur_kl: float = 0.01
+    """Weight of the KL of the blur code from N(0, I) (`model.blur_code`)."""
+
+    def __post_init__(self) -> None:
+        for name in ("reconstruction", "kl", "cycle_kl", "blur_kl"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.vae.{name} is a weight: it must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -233,14 +265,17 @@ class LossConfig:
     paired_l1: float = 100.0
     """Weight of the L1 distance between a deblurred photo and its sharp twin: the content loss of
     `train.mode: paired` (pix2pix's 100, against 1 for `adv_deblur`), and the pull of `data.paired_blur` pairs."""
+    vae: VaeLossConfig | None = None
+    """`train.mode: unit`'s variational weights (see its keys); that mode fills in the defaults when it is not set."""
 
 
 @dataclass
 class TrainConfig:
-    mode: Literal["unpaired", "paired"] = "unpaired"
+    mode: Literal["unpaired", "paired", "unit"] = "unpaired"
     """unpaired: CycleGAN on unrelated blurred and sharp photos. paired: pix2pix on blurred/sharp pairs with matching
     file names (a conditional discriminator sees the blurred photo beside the sharp or deblurred one; loss: adversarial
-    x `loss.adv_deblur` + L1 x `loss.paired_l1`)."""
+    x `loss.adv_deblur` + L1 x `loss.paired_l1`). unit: UNIT on unrelated photos, a variational autoencoder per domain
+    with one shared latent space (`model.generator: unit`; weights in `loss.vae`)."""
     pretrain_steps: int = 0
     """Paired mode's two-stage training: for this many steps the generator learns from the L1 content loss alone
     (the discriminator idles), then adversarial training starts from that well-behaved generator."""
@@ -375,7 +410,8 @@ class Config:
             raise ConfigError(f"loss.color_space lab needs RGB data, but data.channels is {self.data.channels}")
         if self.train.keep_best and not self.data.val_blur:
             raise ConfigError("train.keep_best delivers the best step on the validation pairs: set data.val_blur and data.val_sharp")
-        if self.train.guard and (paired or not self.model.init_from or self.train.keep_best):
+        self._check_unit()
+        if self.train.guard and (self.train.mode != "unpaired" or not self.model.init_from or self.train.keep_best):
             raise ConfigError(
                 "train.guard checks an unpaired fine-tune from model.init_from (train.mode=unpaired); with validation "
                 "pairs, train.keep_best chooses instead: set one of the two"
@@ -385,6 +421,52 @@ class Config:
                 "train.freeze holds parts of the generator at their starting weights, which are random without "
                 "model.init_from: set it to the released model to fine-tune (or train.freeze_steps=0)"
             )
+
+    def _check_unit(self) -> None:
+        """`train.mode: unit` and its options go together, and its latent must fit the smallest crop."""
+        unit, generator = self.train.mode == "unit", self.model.generator
+        if not unit:
+            given = [key for key, value in (("loss.vae", self.loss.vae), ("model.blur_code", self.model.blur_code)) if value]
+            given += ["model.generator=unit"] if generator.name == "unit" else []
+            if given:
+                raise ConfigError(f"{given[0]} belongs to train.mode=unit (this run is {self.train.mode})")
+            return
+        if generator.name != "unit":
+            raise ConfigError(f"train.mode=unit trains the generator family unit: set model.generator.name=unit (got {generator.name!r})")
+        unsupported = {
+            "model.reblur_generator": self.model.reblur_generator is not None,
+            "data.paired_blur": bool(self.data.paired_blur),
+            "loss.cycle_trains_reblur=false": not self.loss.cycle_trains_reblur,
+        }
+        for key, given in unsupported.items():
+            if given:
+                raise ConfigError(f"{key} is for train.mode=unpaired; train.mode=unit has one translator for both directions")
+        if self.model.blur_code_size < 1:
+            raise ConfigError(f"model.blur_code_size must be >= 1, got {self.model.blur_code_size}")
+        self.loss.vae = self.loss.vae or VaeLossConfig()
+        from .models import DECODERS, ENCODERS, GENERATORS
+
+        def option(name: str) -> Any:
+            return generator.options.get(name, GENERATORS.parameters("unit")[name].default)
+
+        for part, registry in (("encoder", ENCODERS), ("decoder", DECODERS)):
+            if option(part) not in registry.names():
+                raise ConfigError(f"model.generator.{part}: unknown {part} {option(part)!r}; valid {part}s: {', '.join(registry.names())}")
+        n_downsampling = option("n_downsampling")
+        key, smallest = min(self.data.crop_sizes(), key=lambda item: item[1])
+        if smallest // 2**n_downsampling < UNIT_MIN_LATENT:
+            raise ConfigError(
+                f"{key}={smallest} leaves a latent code of {smallest // 2**n_downsampling} px with "
+                f"model.generator.n_downsampling={n_downsampling}: it needs at least {UNIT_MIN_LATENT} px (larger crops or fewer levels)"
+            )
+        if self.model.blur_code and smallest < UNIT_MIN_BLUR_CROP:
+            raise ConfigError(
+                f"{key}={smallest}: the blur code's encoder halves a crop four times and needs at least {UNIT_MIN_BLUR_CROP} px"
+            )
+
+
+UNIT_MIN_LATENT = 4  # px of the latent code's side: the shared blocks' 3x3 convs need room, and a code needs a layout
+UNIT_MIN_BLUR_CROP = 16
 
 
 # Set from `data.channels` by the training code, so a user never has to keep them in sync by hand.

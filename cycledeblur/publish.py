@@ -26,6 +26,7 @@ from .models.hub import CONFIG_NAME, WEIGHTS_NAME, hub_errors
 from .training.checkpoints import list_checkpoints, network_weights
 from .training.network_sets import NETWORK_SETS, pushed_folders
 from .training.model_card import DEFAULT_LICENSE, render_card
+from .training.unit import build_translator
 
 EVALUATION_FILE = "evaluation.json"  # RUN/evaluation.json: `cycledeblur evaluate --model RUN ... --json` it
 DATA_CARD_FILE = "data_card.md"  # where a local --data-card goes in the repo
@@ -163,6 +164,8 @@ def partner_networks(run: Path, config: Config) -> dict[str, HubModel]:
 def build_partner(role: str, config: Config) -> HubModel:
     """A fresh network for `role`, built as the training loops build it."""
     channels = config.data.channels
+    if role == "translator":
+        return build_translator(config)
     if role == "reblur":
         spec = config.model.reblur_generator or config.model.generator
         return build_generator(spec.name, in_channels=channels, out_channels=channels, **spec.options)
@@ -207,12 +210,12 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
     if not partner_roles:
         return section
     discriminator_class = DISCRIMINATORS.get(config.model.discriminator.name).__name__
+    loaders = {"reblur": "load_generator", "translator": "UnitTranslator.from_pretrained"}
     loads = [
-        f'{role} = load_generator(folder / "{pushed_folders()[role]}")'
-        if role == "reblur"
-        else f'{role} = {discriminator_class}.from_pretrained(folder / "{pushed_folders()[role]}")'
+        f'{role} = {loaders.get(role, discriminator_class + ".from_pretrained")}(folder / "{pushed_folders()[role]}")'
         for role in partner_roles
     ]
+    imports = sorted({discriminator_class, "load_generator"} | ({"UnitTranslator"} if "translator" in partner_roles else set()))
     return "\n".join(
         [
             section,
@@ -223,7 +226,7 @@ def files_section(files: dict[str, str], repo_id: str, config: Config, partner_r
             "```python",
             "from pathlib import Path",
             "from huggingface_hub import snapshot_download",
-            f"from cycledeblur.models import {discriminator_class}, load_generator",
+            f"from cycledeblur.models import {', '.join(imports)}",
             f'folder = Path(snapshot_download("{repo_id}"))',
             *loads,
             "```",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cycledeblur import config
-from cycledeblur.models import DISCRIMINATORS, GENERATORS
+from cycledeblur.models import DECODERS, DISCRIMINATORS, ENCODERS, GENERATORS
 
 PAGE = Path(__file__).with_name("configuration.md")
 SECTIONS = (
@@ -22,6 +22,7 @@ SECTIONS = (
     ("data.synthetic_blur", config.SyntheticBlurConfig),
     ("model", config.ModelConfig),
     ("loss", config.LossConfig),
+    ("loss.vae", config.VaeLossConfig),
     ("train", config.TrainConfig),
 )
 INTRO = """\
@@ -128,6 +129,21 @@ def network_tables(title: str, key: str, registry: Any) -> list[str]:
     return lines + [""]
 
 
+def part_tables() -> list[str]:
+    """The encoder and decoder families of the `unit` generator: options shared, so names and summaries only."""
+    lines = [
+        "## `model.generator.encoder` and `model.generator.decoder` families",
+        "",
+        "The `unit` generator (`train.mode: unit`) is an encoder and a decoder of these families, which take its options.",
+        "",
+        "| part | family | what |",
+        "| --- | --- | --- |",
+    ]
+    for part, registry in (("encoder", ENCODERS), ("decoder", DECODERS)):
+        lines += [f"| {part} | `{name}` | {one_line(inspect.getdoc(registry.get(name)) or '')} |" for name in registry.names()]
+    return lines + [""]
+
+
 def render() -> str:
     docs = field_docs()
     top = [
@@ -142,6 +158,7 @@ def render() -> str:
     for prefix, cls in SECTIONS:
         lines += section_table(prefix, cls, docs[cls.__name__])
     lines += network_tables("generator", "model.generator", GENERATORS)
+    lines += part_tables()
     lines += network_tables("discriminator", "model.discriminator", DISCRIMINATORS)
     return "\n".join(lines).rstrip() + "\n"
 

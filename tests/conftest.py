@@ -124,6 +124,15 @@ TINY_NETWORKS = {
         "model.discriminator.n_layers=2",
         "train.mixed_precision=no",
     ],
+    "unit.yaml": [
+        "model.generator.base_channels=4",
+        "model.generator.n_blocks=1",
+        "model.discriminator.name=patchgan",
+        "model.discriminator.base_channels=4",
+        "model.discriminator.n_layers=2",
+        "model.blur_code_size=2",
+        "train.mixed_precision=no",
+    ],
 }
 TINY_OVERRIDES = TINY_NETWORKS["default.yaml"] + TINY_TRAINING
 # configs/general.yaml's network (fine-tuning keeps it) on a few small crops of real photos.

@@ -7,7 +7,7 @@ from cycledeblur.errors import ConfigError
 
 from .conftest import ROOT
 
-ALL_GENERATORS = "kernel, light, nafnet, resnet, unet, wiener"
+ALL_GENERATORS = "kernel, light, nafnet, resnet, unet, unit, wiener"
 
 
 @pytest.mark.parametrize(

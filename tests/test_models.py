@@ -202,7 +202,7 @@ def test_load_generator_errors_name_the_path(tmp_path):
         load_generator("runs/missing/generator")
 
     PatchDiscriminator(base_channels=4).save_pretrained(tmp_path)
-    listed = "generators: kernel, light, nafnet, resnet, unet, wiener"
+    listed = "generators: kernel, light, nafnet, resnet, unet, unit, wiener"
     with pytest.raises(UserError, match=f"{tmp_path} does not hold a generator.*'patchgan'.*{listed}"):
         load_generator(tmp_path)
     with pytest.raises(UserError, match="holds a 'patchgan' model, not a 'resnet'"):

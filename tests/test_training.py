@@ -13,7 +13,7 @@ from cycledeblur.models import load_generator
 from cycledeblur.training import train
 from cycledeblur.training.tracking import read_metrics
 
-from .conftest import ROOT, STABILITY_KNOBS, TINY_OVERRIDES, checkpoint_weights
+from .conftest import ROOT, STABILITY_KNOBS, TINY_NETWORKS, TINY_OVERRIDES, checkpoint_weights
 
 
 def test_training_learns_and_fills_the_run_folder(tiny_config, tmp_path):
@@ -78,6 +78,9 @@ VALIDATION = ("data.val_blur={paired}/blur", "data.val_sharp={paired}/sharp", "t
         ("default.yaml", 1, ("train.batch_size=4",)),  # 3 images a side fill a batch of 4: each pass lists them twice
         # The deblurrer waits across the resume point; ranking by the worst pair needs the first scoring's per-pair PSNRs.
         ("adapt.yaml", 1, (*VALIDATION, "train.freeze_steps=6", "train.keep_best_by=worst")),
+        # UNIT draws its codes' noise at every step; its weight average follows the whole translator.
+        ("unit.yaml", 1, ()),
+        ("unit.yaml", 2, ("model.blur_code=true", *STABILITY_KNOBS, *VALIDATION)),
     ],
 )
 def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knobs):
@@ -99,7 +102,7 @@ def test_resume_is_exact(tiny_config, paired, tmp_path, base, accumulation, knob
     checkpoint = tmp_path / "straight" / "checkpoints" / "step_0000004"
     train(tiny_config(*common, run="resumed", base=base), resume=str(checkpoint))
     straight, resumed = checkpoint_weights(tmp_path / "straight", 8), checkpoint_weights(tmp_path / "resumed", 8)
-    assert len(straight) == 4  # both generators, both discriminators
+    assert len(straight) == (3 if base == "unit.yaml" else 4)  # both generators (or the translator), both discriminators
     for name in straight:
         for key in straight[name]:
             assert (straight[name][key] == resumed[name][key]).all(), f"{name}:{key}"
@@ -154,20 +157,24 @@ def run_command(args, tmp_path):
 
 
 def cli_overrides(unpaired, run_dir, *extra):
+    """The default config's tiny networks and training on these photos; `extra` may resize the networks of another config."""
     return [f"data.blur={unpaired / 'blur'}", f"data.sharp={unpaired / 'sharp'}", f"output_dir={run_dir}", *TINY_OVERRIDES, *extra]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["unpaired", "paired"])
+@pytest.mark.parametrize("mode", ["unpaired", "paired", "unit"])
 def test_two_processes_with_torchrun_keep_identical_weights(unpaired, paired, tmp_path, mode):
-    """Paired: the discriminator idles during pretraining (step 1), then joins; the crops grow at step 3."""
+    """Paired: the discriminator idles during pretraining (step 1), then joins; the crops grow at step 3. UNIT: one
+    translator runs every pass of the step through data-parallel training, its weight average and blur code too."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     run = tmp_path / "ddp"
-    extra = []
+    extra, config = [], "configs/default.yaml"
     if mode == "paired":
         extra = ["train.mode=paired", "train.pretrain_steps=1", "data.crop_schedule={0: 24, 3: 32}"]
-    data = unpaired if mode == "unpaired" else paired
-    two_processes = [torchrun, *"--standalone --nproc_per_node 2 train.py --config configs/default.yaml".split()]
+    if mode == "unit":
+        extra, config = [*TINY_NETWORKS["unit.yaml"], "model.blur_code=true", "train.ema_decay=0.9"], "configs/unit.yaml"
+    data = paired if mode == "paired" else unpaired
+    two_processes = [torchrun, *f"--standalone --nproc_per_node 2 train.py --config {config}".split()]
     run_command(
         [*two_processes, *cli_overrides(data, run, "train.max_steps=4", "train.checkpoint_every=2", "train.batch_size=1", *extra)],
         tmp_path,

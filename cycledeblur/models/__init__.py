@@ -7,9 +7,10 @@ from .kernel import KernelBlurGenerator
 from .light import LightGenerator
 from .nafnet import NAFNetGenerator
 from .patchgan import MultiScaleDiscriminator, PatchDiscriminator
-from .registry import DISCRIMINATORS, GENERATORS, Registry
+from .registry import DECODERS, DISCRIMINATORS, ENCODERS, GENERATORS, Registry
 from .resnet import ResnetGenerator
 from .unet import UnetGenerator
+from .unit import UnitGenerator, UnitTranslator
 from .wiener import WienerDeblurGenerator
 
 
@@ -24,7 +25,9 @@ def build_discriminator(name: str, **kwargs: Any) -> HubModel:
 
 
 __all__ = [
+    "DECODERS",
     "DISCRIMINATORS",
+    "ENCODERS",
     "GENERATORS",
     "HubModel",
     "KernelBlurGenerator",
@@ -35,6 +38,8 @@ __all__ = [
     "Registry",
     "ResnetGenerator",
     "UnetGenerator",
+    "UnitGenerator",
+    "UnitTranslator",
     "WienerDeblurGenerator",
     "build_discriminator",
     "build_generator",

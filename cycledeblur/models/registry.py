@@ -10,7 +10,7 @@ ModelClass = TypeVar("ModelClass", bound=type)
 
 
 class Registry:
-    """Classes of one kind of network ("generator", "discriminator"), keyed by family name."""
+    """Classes of one kind of network ("generator", "discriminator", "encoder", "decoder"), keyed by family name."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -45,3 +45,5 @@ class Registry:
 
 GENERATORS = Registry("generator")
 DISCRIMINATORS = Registry("discriminator")
+ENCODERS = Registry("encoder")  # the image -> latent halves of the `unit` generator
+DECODERS = Registry("decoder")  # its latent -> image halves

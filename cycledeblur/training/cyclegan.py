@@ -9,29 +9,28 @@ versions toward their sharp twins.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..config import Config, LossConfig
-from ..data import CropDataset, PairedCropDataset, load_image_source, load_pairs
+from ..data import PairedCropDataset, load_pairs
 from ..losses import (
     color_consistency,
-    discriminator_adversarial_loss,
     generator_adversarial_loss,
     structural_dissimilarity,
     total_variation,
 )
 from ..models import build_discriminator, build_generator
 from ..models.kernel import KernelBlurGenerator, kernel_statistics
-from .adversarial import frozen, with_instance_noise
+from .adversarial import frozen, judge, with_instance_noise
 from .image_pool import ImagePool
-from .optim import adam, linear_decay
+from .optim import unpaired_optimizers
 from .guard import GUARD_PHOTOS
 from .samples import evaluating, sample_batch, save_kernel_picture, save_samples, spread_indices
 from .session import TrainingSession
+from .unpaired_data import unpaired_crops
 
 
 def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
@@ -39,13 +38,9 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     session = TrainingSession(config, resume)
     accelerator, train_cfg, loss_cfg, data_cfg = session.accelerator, config.train, config.loss, config.data
 
-    with accelerator.main_process_first():  # the first process builds the datasets' cache, the others reuse it
-        blurred_images, sharp_images = (
-            load_image_source(source, split=data_cfg.split, image_column=data_cfg.image_column, key=key)
-            for source, key in ((data_cfg.blur, "data.blur"), (data_cfg.sharp, "data.sharp"))
-        )
-        pairs = None
-        if data_cfg.paired_blur:
+    blurred_set, sharp_set, loaders = unpaired_crops(session, config)
+    if data_cfg.paired_blur:
+        with accelerator.main_process_first():
             pairs = load_pairs(
                 data_cfg.paired_blur,
                 data_cfg.paired_sharp,
@@ -53,10 +48,6 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
                 image_column=data_cfg.image_column,
                 keys=("data.paired_blur", "data.paired_sharp"),
             )
-    blurred_set = CropDataset(blurred_images, data_cfg, seed=train_cfg.seed, image_column=data_cfg.image_column)
-    sharp_set = CropDataset(sharp_images, data_cfg, seed=train_cfg.seed + 1, image_column=data_cfg.image_column)
-    loaders = [session.data.loader(blurred_set, seed=train_cfg.seed), session.data.loader(sharp_set, seed=train_cfg.seed + 1)]
-    if pairs is not None:
         pair_set = PairedCropDataset(*pairs, data_cfg, seed=train_cfg.seed + 2, image_column=data_cfg.image_column)
         # The pairs are few by definition: a smaller batch of them rather than an error.
         loaders.append(session.data.loader(pair_set, seed=train_cfg.seed + 2, batch_size=min(train_cfg.batch_size, len(pair_set))))
@@ -72,11 +63,11 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
     )
     session.check_crop_sizes(networks["deblur"], networks["discriminator_sharp"], data_cfg.channels)
     reblur_group = {"params": networks["reblur"].parameters(), "lr": train_cfg.lr_reblur or train_cfg.lr_g}
-    optimizer_g = adam([{"params": networks["deblur"].parameters()}, reblur_group], train_cfg.lr_g, train_cfg)
-    discriminator_parameters = itertools.chain(networks["discriminator_sharp"].parameters(), networks["discriminator_blurred"].parameters())
-    optimizer_d = adam(discriminator_parameters, train_cfg.lr_d, train_cfg)
-    scheduler_g = linear_decay(optimizer_g, train_cfg.max_steps, train_cfg.lr_decay_start)
-    scheduler_d = linear_decay(optimizer_d, train_cfg.max_steps, train_cfg.lr_decay_start)
+    optimizer_g, optimizer_d, scheduler_g, scheduler_d = unpaired_optimizers(
+        [{"params": networks["deblur"].parameters()}, reblur_group],
+        [networks["discriminator_sharp"], networks["discriminator_blurred"]],
+        train_cfg,
+    )
     networks, (optimizer_g, optimizer_d, scheduler_g, scheduler_d), delivered = session.prepare(
         networks, optimizer_g, optimizer_d, scheduler_g, scheduler_d
     )
@@ -138,15 +129,11 @@ def train_unpaired(config: Config, resume: str | bool | None = None) -> Path:
 
                 # Discriminators: real vs. generated (from the history pool), on detached fakes.
                 if loss_cfg.adv_deblur > 0:
-                    terms["d_sharp"] = discriminator_adversarial_loss(
-                        discriminator_sharp(with_instance_noise(sharp, noise)),
-                        discriminator_sharp(with_instance_noise(fake_sharp_pool.query(fake_sharp.detach()), noise)),
-                        loss_cfg.gan_mode,
+                    terms["d_sharp"] = judge(
+                        discriminator_sharp, sharp, fake_sharp_pool.query(fake_sharp.detach()), loss_cfg.gan_mode, noise
                     )
-                terms["d_blurred"] = discriminator_adversarial_loss(
-                    discriminator_blurred(with_instance_noise(blurred, noise)),
-                    discriminator_blurred(with_instance_noise(fake_blurred_pool.query(fake_blurred.detach()), noise)),
-                    loss_cfg.gan_mode,
+                terms["d_blurred"] = judge(
+                    discriminator_blurred, blurred, fake_blurred_pool.query(fake_blurred.detach()), loss_cfg.gan_mode, noise
                 )
                 accelerator.backward(sum(terms[name] for name in ("d_sharp", "d_blurred") if name in terms))
                 optimizer_d.step()

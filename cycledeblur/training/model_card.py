@@ -71,10 +71,12 @@ RECIPES = {
     "unpaired": "a CycleGAN with cycle-consistency, identity, total-variation and color losses, trained on unrelated "
     "blurred and sharp photos.",
     "paired": "a conditional GAN (pix2pix) with an L1 content loss, trained on blurred/sharp pairs.",
+    "unit": "UNIT, a variational autoencoder per domain with one shared latent space, adversarial and cycle losses, "
+    "trained on unrelated blurred and sharp photos; it decodes the posterior mean of the blurred photo's code as sharp.",
 }
 # Paired mode with `loss.adv_deblur: 0`: the discriminator is built but never trains the generator.
 SUPERVISED_RECIPE = "supervised restoration: an L1 content loss to the sharp twin of each blurred image, no discriminator."
-RECIPE_TAGS = {"unpaired": "cyclegan", "paired": "pix2pix"}
+RECIPE_TAGS = {"unpaired": "cyclegan", "paired": "pix2pix", "unit": "unit"}
 
 
 def losses_table(losses: dict[str, float]) -> str:

@@ -23,6 +23,11 @@ class Role:
 @dataclass(frozen=True)
 class NetworkSet:
     roles: tuple[Role, ...]  # in `accelerator.prepare` order
+    carrier: str = DELIVERED
+    """The role whose network holds the delivered generator: the generator itself, or (UNIT) the translator of
+    both directions, which is what trains and what the weight average follows."""
+    delivered_attribute: str = ""
+    """The carrier's attribute that is the delivered generator ("": the carrier itself)."""
 
     @property
     def names(self) -> list[str]:
@@ -31,7 +36,11 @@ class NetworkSet:
     @property
     def partners(self) -> list[Role]:
         """The roles a pushed repo keeps in subfolders: every network but the delivered generator."""
-        return [role for role in self.roles if role.name != DELIVERED]
+        return [role for role in self.roles if role.pushed_folder]
+
+    def delivered(self, carrier: nn.Module) -> nn.Module:
+        """The blurred -> sharp generator in (or being) the carrier's network, unwrapped."""
+        return getattr(carrier, self.delivered_attribute) if self.delivered_attribute else carrier
 
     def role(self, name: str) -> Role:
         return next(role for role in self.roles if role.name == name)
@@ -63,7 +72,16 @@ PAIRED = NetworkSet(
         Role("discriminator", "the conditional discriminator of (blurred, sharp) pairs", "discriminator"),
     )
 )
-NETWORK_SETS = {"unpaired": UNPAIRED, "paired": PAIRED}
+UNIT = NetworkSet(
+    (
+        Role("translator", "the UNIT translator: both domains' encoders and decoders, with their shared layers", "translator"),
+        Role("discriminator_sharp", "the discriminator of sharp photos", "discriminator_sharp"),
+        Role("discriminator_blurred", "the discriminator of blurred photos", "discriminator_blurred"),
+    ),
+    carrier="translator",
+    delivered_attribute="blurred_to_sharp",
+)
+NETWORK_SETS = {"unpaired": UNPAIRED, "paired": PAIRED, "unit": UNIT}
 
 
 def pushed_folders() -> dict[str, str]:

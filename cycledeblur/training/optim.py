@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -33,3 +34,13 @@ def adam(parameters: Iterable[torch.nn.Parameter] | list[dict], lr: float, train
 
 def linear_decay(optimizer: torch.optim.Optimizer, max_steps: int, decay_start: float) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, ConstantThenLinearDecay(max_steps, decay_start))
+
+
+def unpaired_optimizers(generators: Iterable[torch.nn.Parameter] | list[dict], discriminators: list[torch.nn.Module], train: TrainConfig):
+    """The unpaired modes' optimizers and schedules: Adam over the generators' parameters (or groups) at
+    `train.lr_g`, one Adam over both discriminators at `train.lr_d`, each decaying over the whole run. Returns
+    (generators' optimizer, discriminators' optimizer, their two schedules)."""
+    optimizer_g = adam(generators, train.lr_g, train)
+    optimizer_d = adam(itertools.chain(*(network.parameters() for network in discriminators)), train.lr_d, train)
+    schedules = [linear_decay(optimizer, train.max_steps, train.lr_decay_start) for optimizer in (optimizer_g, optimizer_d)]
+    return optimizer_g, optimizer_d, *schedules

@@ -116,9 +116,7 @@ class TrainingSession:
     def check_crop_sizes(self, generator: torch.nn.Module, discriminator: torch.nn.Module, discriminator_channels: int) -> None:
         """Every crop size the run will train on must suit the generator's strides and leave the discriminator more than
         one patch: better said now, naming the key, than as a shape error deep in the first step."""
-        data = self.config.data
-        sizes = [("data.crop_size", data.crop_size)]
-        sizes += [(f"data.crop_schedule[{step}]", size) for step, size in data.crop_schedule.items()]
+        sizes = self.config.data.crop_sizes()
         for key, size in sizes:
             if size % generator.size_multiple:
                 raise ConfigError(f"{key}={size} must be a multiple of {generator.size_multiple}, the generator's total stride")
@@ -138,14 +136,19 @@ class TrainingSession:
         generator's parameters that `hold_frozen` keeps, and every network takes the run's memory layout
         (`train.channels_last`). A resumed run skips the loading: its checkpoint has the weights. Returns `networks`."""
         source, channels = self.config.model.init_from, self.config.data.channels
+        network_set = NETWORK_SETS[self.config.train.mode]
+        generator = network_set.delivered(networks[network_set.carrier])
         if source and self.resume_from is None:
             weights, source_channels = initial_weights(source)
             started = [role for role in networks if role in weights]
             for role in started:
                 start_from(networks[role], weights[role], source_channels, channels, role)
+            if DELIVERED not in networks:  # the delivered generator within its carrier: the source's, averaged if it was
+                start_from(generator, weights[DELIVERED], source_channels, channels, DELIVERED)
+                started.append(DELIVERED)
             self.accelerator.print(f"fine-tuning from {source}: {', '.join(started)} start from its weights")
         prefixes = self.config.train.freeze
-        named = dict(networks["deblur"].named_parameters())
+        named = dict(generator.named_parameters())
         self._frozen = [p for name, p in named.items() if any(name == x or name.startswith(x + ".") for x in prefixes)]
         if prefixes and not self._frozen:
             parts = sorted({name.split(".")[0] for name in named})
@@ -158,11 +161,13 @@ class TrainingSession:
     def prepare(self, networks: dict[str, torch.nn.Module], *others: Any) -> tuple[dict[str, torch.nn.Module], list, torch.nn.Module]:
         """`accelerator.prepare` the mode's networks (`network_sets`, in its order) and `others` (optimizers,
         schedulers, loaders), then start the weight average (`train.ema_decay`) of the deblurring generator. Returns
-        the prepared networks by role, the prepared `others`, and the generator the run delivers: the average when
-        there is one, what samples show and the run saves."""
-        networks, others = NETWORK_SETS[self.config.train.mode].prepare(self.accelerator, networks, *others)
-        averaged = self._weight_average(networks[DELIVERED])
-        return networks, others, averaged.module if averaged is not None else networks[DELIVERED]
+        the prepared networks by role, the prepared `others`, and the generator the run delivers (unwrapped; in the
+        average when there is one): what samples show, validation scores and the run saves."""
+        network_set = NETWORK_SETS[self.config.train.mode]
+        networks, others = network_set.prepare(self.accelerator, networks, *others)
+        averaged = self._weight_average(networks[network_set.carrier])
+        unwrapped = self.accelerator.unwrap_model(networks[network_set.carrier], keep_torch_compile=False)
+        return networks, others, network_set.delivered(averaged.module if averaged is not None else unwrapped)
 
     def hold_frozen(self) -> None:
         """Before the generators' optimizer step: during the first `train.freeze_steps` steps, drop the frozen
