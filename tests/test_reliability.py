@@ -25,7 +25,7 @@ from cycledeblur.training.checkpoints import list_checkpoints
 from cycledeblur.training.data_position import endless_batches
 from cycledeblur.training.session import TrainingSession
 
-from .conftest import ROOT, TINY_OVERRIDES, checkpoint_weights
+from .conftest import ROOT, TINY_NETWORKS, TINY_OVERRIDES, TINY_TRAINING, checkpoint_weights
 
 STEPS = (
     "train.max_steps=10",
@@ -37,16 +37,18 @@ STEPS = (
 )
 
 
-def harness(unpaired, run_dir, point: str, signal_name: str, resume: bool) -> subprocess.CompletedProcess:
-    """`cycledeblur train` of the tiny run in a fresh process, sent `signal_name` at `point` (see kill_harness.py)."""
+def harness(unpaired, run_dir, point: str, signal_name: str, resume: bool, base: str = "default.yaml") -> subprocess.CompletedProcess:
+    """`cycledeblur train` of the tiny run of `base` in a fresh process, sent `signal_name` at `point` (see
+    kill_harness.py)."""
     arguments = [
         "--config",
-        str(ROOT / "configs" / "default.yaml"),
+        str(ROOT / "configs" / base),
         *(["--resume"] if resume else []),
         f"data.blur={unpaired / 'blur'}",
         f"data.sharp={unpaired / 'sharp'}",
         f"output_dir={run_dir}",
-        *TINY_OVERRIDES,
+        *TINY_NETWORKS[base],
+        *TINY_TRAINING,
         *STEPS,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -65,31 +67,33 @@ def steps_of(run_dir) -> list[int]:
 
 
 @pytest.mark.slow
-def test_killed_four_times_the_run_ends_as_if_never_interrupted(tiny_config, unpaired, tmp_path):
-    straight = train(tiny_config(*STEPS, run="straight")).parent
+@pytest.mark.parametrize("base", ["default.yaml", "unit.yaml"])
+def test_killed_four_times_the_run_ends_as_if_never_interrupted(tiny_config, unpaired, tmp_path, base):
+    """UNIT too: two optimizer steps per step, the translator's weight average, the codes' noise."""
+    straight = train(tiny_config(*STEPS, run="straight", base=base)).parent
     run = tmp_path / "killed"
 
     # SIGKILL mid-step: step 5's generators have been updated, its discriminators not.
-    done = harness(unpaired, run, "optimizer_step:9", "SIGKILL", resume=False)
+    done = harness(unpaired, run, "optimizer_step:9", "SIGKILL", resume=False, base=base)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert steps_of(run) == [2, 4]
 
     # SIGKILL while the step-6 checkpoint is being written: it must not count as a checkpoint.
-    done = harness(unpaired, run, "loop_state_write:1", "SIGKILL", resume=True)
+    done = harness(unpaired, run, "loop_state_write:1", "SIGKILL", resume=True, base=base)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert steps_of(run) == [2, 4] and (run / "checkpoints" / ".step_0000006.partial").is_dir()
 
     # SIGKILL half-way through deleting step 2 (pruned once step 6 is written): step 2 is gone, not half there.
-    done = harness(unpaired, run, "checkpoint_delete:1", "SIGKILL", resume=True)
+    done = harness(unpaired, run, "checkpoint_delete:1", "SIGKILL", resume=True, base=base)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert steps_of(run) == [4, 6]
 
     # SIGTERM (a pre-emption) during step 7: the step ends, a checkpoint is written, the process exits 143.
-    done = harness(unpaired, run, "optimizer_step:1", "SIGTERM", resume=True)
+    done = harness(unpaired, run, "optimizer_step:1", "SIGTERM", resume=True, base=base)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
     assert "stopped by SIGTERM after step 7" in done.stderr and steps_of(run) == [6, 7]
 
-    train(tiny_config(*STEPS, run="killed"), resume=True)
+    train(tiny_config(*STEPS, run="killed", base=base), resume=True)
     assert not [path.name for path in (run / "checkpoints").iterdir() if path.name.startswith(".")]  # leftovers gone
     for step in (8, 10):
         expected, resumed = checkpoint_weights(straight, step), checkpoint_weights(run, step)
