@@ -1,6 +1,8 @@
 """UNIT (`train.mode: unit`) on real photos: it learns, logs every term, delivers a plain deterministic generator that
 `deblur` and `export` take, pushes and fine-tunes from its runs, and says in one line what a config gets wrong."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,10 +100,18 @@ def test_unit_learns_logs_every_term_and_delivers_its_blurred_to_sharp_direction
     assert np.array_equal(first, deblurrer.deblur(image)) and np.abs(first - image).mean() > 0.01
 
 
-def test_a_unit_generator_deblurs_from_the_cli_and_exports_to_onnx_with_parity(unit_run, paired, tmp_path):
+def test_a_unit_generator_deblurs_and_is_scored_from_the_cli_and_exports_to_onnx_with_parity(unit_run, paired, tmp_path):
     out = tmp_path / "deblurred"
     assert main(["deblur", "--model", str(unit_run), str(paired / "blur"), "--out", str(out)]) == 0
     assert sorted(path.name for path in out.iterdir()) == sorted(path.name for path in (paired / "blur").iterdir())
+    scores = tmp_path / "scores.json"
+    assert (
+        main(
+            ["evaluate", "--model", str(unit_run), "--blur", str(paired / "blur"), "--sharp", str(paired / "sharp"), "--json", str(scores)]
+        )
+        == 0
+    )
+    assert json.loads(scores.read_text())["n_images"] == len(list((paired / "blur").iterdir()))
     onnx = tmp_path / "unit.onnx"
     assert main(["export", "--model", str(unit_run), "--onnx", str(onnx), "--dynamic", "--check-images", str(paired / "blur")]) == 0
     image, _ = read_image_array(paired / "blur" / "coffee.png", 3)
