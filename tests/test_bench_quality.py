@@ -34,7 +34,8 @@ def test_benchmark_writes_tables_results_and_figure(tmp_path, corpus, capsys):
     out, runs = tmp_path / "out", tmp_path / "runs"
     arguments = f"--corpus {corpus} --out {out} --runs {runs} --general {general} --limit 1 --seeds 0 --crop {CROP} --set".split()
     arguments += TINY
-    assert quality.main(arguments) == 0
+    methods = ["unsharp", "wiener-gaussian", "wiener-true", "general", "unpaired", "paired"]  # the UNIT column: below
+    assert quality.main([*arguments, "--methods", *methods]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert printed.strip().splitlines()[-1] == results["command"]  # printed last, to be copied
@@ -129,3 +130,17 @@ def test_a_run_is_reused_only_under_the_recipe_it_was_trained_with(tmp_path):
     assert quality.finished(moved, config, tiles, overrides)  # the same recipe, in another folder
     config.write_text(config.read_text().replace("max_steps:", "max_steps: 7 #"))  # a default edited since
     assert not quality.finished(moved, config, tiles, overrides)
+
+
+@pytest.mark.slow
+def test_the_unit_column_trains_on_the_unpaired_tiles_and_is_scored(tmp_path, corpus, capsys):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    arguments = f"--corpus {corpus} --out {out} --runs {runs} --limit 1 --seeds 0 --crop {CROP} --methods unit --set".split()
+    overrides = [*TINY_NETWORKS["unit.yaml"], *(o for o in TINY if not o.startswith("model."))]
+    assert quality.main([*arguments, *overrides]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["unit"]["config"] == "configs/unit-cpu-fast.yaml"
+    assert (runs / "data" / "unpaired" / "blur").is_dir() and not (runs / "data" / "paired").exists()
+    for blur_set in results["sets"].values():
+        assert list(blur_set["methods"]) == ["input", "unit"] and math.isfinite(blur_set["methods"]["unit"]["psnr"])
+    assert "| PSNR (dB), gain over the input, test | input | unpaired UNIT unit-cpu-fast, from scratch |" in capsys.readouterr().out

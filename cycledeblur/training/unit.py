@@ -141,7 +141,7 @@ def blur_codes(translator, blurred: torch.Tensor, code_size: int) -> tuple[torch
 
 def translations(translator, blurred: torch.Tensor, sharp: torch.Tensor, code_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each batch decoded in the other domain, from sampled codes (the sharp ones blurred with prior blur codes)."""
-    _, prior_code, _ = blur_codes(translator, blurred, code_size)
+    prior_code = torch.randn(len(sharp), code_size, device=sharp.device) if code_size else None
     fake_sharp = translator(sampled(translator(blurred, "encode", "blurred")), "decode", "sharp")
     return fake_sharp, translator(sampled(translator(sharp, "encode", "sharp")), "decode", "blurred", prior_code)
 
