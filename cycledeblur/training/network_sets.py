@@ -35,7 +35,8 @@ class NetworkSet:
 
     @property
     def partners(self) -> list[Role]:
-        """The roles a pushed repo keeps in subfolders: every network but the delivered generator."""
+        """The roles a pushed repo keeps in subfolders: every network but the delivered generator, which is at its top
+        (UNIT's translator, which holds the delivered generator among its parts, goes up whole beside it)."""
         return [role for role in self.roles if role.pushed_folder]
 
     def delivered(self, carrier: nn.Module) -> nn.Module:

@@ -132,7 +132,8 @@ class TrainingSession:
 
     def start_networks(self, **networks: torch.nn.Module) -> dict[str, torch.nn.Module]:
         """Before `prepare`: fine-tuning (`model.init_from`) loads the released weights into `networks` (by role:
-        deblur, reblur, discriminator_sharp, discriminator_blurred, discriminator), `train.freeze` picks the deblurring
+        deblur, reblur, translator, discriminator_sharp, discriminator_blurred, discriminator; the delivered generator
+        inside a translator last, from the source's delivered one), `train.freeze` picks the deblurring
         generator's parameters that `hold_frozen` keeps, and every network takes the run's memory layout
         (`train.channels_last`). A resumed run skips the loading: its checkpoint has the weights. Returns `networks`."""
         source, channels = self.config.model.init_from, self.config.data.channels
@@ -160,7 +161,8 @@ class TrainingSession:
 
     def prepare(self, networks: dict[str, torch.nn.Module], *others: Any) -> tuple[dict[str, torch.nn.Module], list, torch.nn.Module]:
         """`accelerator.prepare` the mode's networks (`network_sets`, in its order) and `others` (optimizers,
-        schedulers, loaders), then start the weight average (`train.ema_decay`) of the deblurring generator. Returns
+        schedulers, loaders), then start the weight average (`train.ema_decay`) of the network that carries the
+        deblurring generator (the generator itself, or UNIT's translator). Returns
         the prepared networks by role, the prepared `others`, and the generator the run delivers (unwrapped; in the
         average when there is one): what samples show, validation scores and the run saves."""
         network_set = NETWORK_SETS[self.config.train.mode]
