@@ -184,3 +184,21 @@ def test_the_translator_shares_its_latent_layers_and_its_view_is_no_copy():
     mean, log_variance = translator(images, "blur_code")
     assert mean.shape == log_variance.shape == (2, 3)
     assert translator(code, "decode", "blurred", mean).shape == images.shape
+
+
+def test_a_residual_unit_starts_as_the_identity_and_learns_a_correction_with_the_blur_code(tiny_config, paired):
+    """`residual_output`: every decoder's output corrects the photo its code came from, so the untrained translator
+    returns each real photo as it is, and the delivered generator is still the translator's blurred -> sharp view."""
+    image, _ = read_image_array(paired / "blur" / "coffee.png", 3)
+    batch = torch.from_numpy(image[None, :, :64, :64]) * 2 - 1
+    translator = UnitTranslator(channels=3, base_channels=4, n_blocks=1, blur_code_size=2, residual_output=True)
+    code = translator(batch, "encode", "sharp")
+    assert torch.equal(translator(code, "decode", "blurred", torch.zeros(1, 2), batch), batch)
+    assert torch.equal(translator.blurred_to_sharp(batch), batch)
+
+    config = tiny_config("model.generator.residual_output=true", "model.blur_code=true", "train.lr_g=1e-3", "train.max_steps=20", base="unit.yaml")
+    run = train(config).parent
+    generator = load_generator(run / "generator")
+    assert generator.residual_output
+    deblurred = Deblurrer(resolve_generator(run)).deblur(image)
+    assert 0 < np.abs(deblurred - image).mean() < 0.1  # a correction, learned from zero

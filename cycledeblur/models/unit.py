@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .hub import HubModel
-from .layers import NORMS, check_choice, norm_layer
+from .layers import NORMS, check_choice, norm_layer, zero_init
 from .light import LightBlock, depthwise_separable
 from .registry import DECODERS, ENCODERS, GENERATORS
 from .resnet import ResnetBlock
@@ -70,21 +70,29 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Features -> image, the encoder's mirror: `n_blocks` blocks, `n_downsampling` doubling layers that halve the
-    channels, a head and tanh. A family defines `block`, `up` and `head`."""
+    channels, a head and tanh. A family defines `block`, `up` and `head`. With `residual_output` the head's output
+    is a correction to the photo that was encoded: no tanh, and `zero_head` makes it start at zero."""
 
-    def __init__(self, out_channels: int, base_channels: int, n_downsampling: int, n_blocks: int, norm: str) -> None:
+    def __init__(self, out_channels: int, base_channels: int, n_downsampling: int, n_blocks: int, norm: str, residual_output: bool) -> None:
         super().__init__()
         widths = _widths(base_channels, n_downsampling)
         blocks = [self.block(widths[-1], norm) for _ in range(n_blocks)]
         up = [self.up(widths[level + 1], widths[level], norm) for level in reversed(range(n_downsampling))]
-        self.layers = nn.Sequential(*blocks, *up, self.head(widths[0], out_channels), nn.Tanh())
+        self.layers = nn.Sequential(*blocks, *up, self.head(widths[0], out_channels), nn.Identity() if residual_output else nn.Tanh())
 
     block: Callable[[int, str], nn.Module]
     up: Callable[[int, int, str], nn.Module]
     head: Callable[[int, int], nn.Module]
 
+    def zero_head(self) -> None:
+        zero_init(self.layers[-2])
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)
+
+
+def _corrected(source: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    return (source + correction).clamp(-1, 1)
 
 
 @ENCODERS.register("resnet")
@@ -159,7 +167,9 @@ def _shared_stack(family: type, channels: int, norm: str, count: int) -> nn.Sequ
 class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
     """One direction of a UNIT translator: encoder, the shared blocks (the encoders' last, the decoders' first),
     decoder. Decodes the posterior mean: a plain image -> image network, deterministic. H and W must be multiples of
-    `size_multiple`. Trained by `train.mode: unit`, which delivers its blurred -> sharp direction."""
+    `size_multiple`. With `residual_output` the decoder's output, starting at zero, corrects the input photo, as in
+    the other generator families; UNIT's own decoders (False) draw the whole photo. Trained by `train.mode: unit`,
+    which delivers its blurred -> sharp direction."""
 
     def __init__(
         self,
@@ -172,17 +182,25 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
         n_blocks: int = 3,
         shared_blocks: int = 1,
         norm: str = "instance",
+        residual_output: bool = False,
     ) -> None:
         super().__init__()
         _check_layout(encoder, decoder, norm, n_downsampling, n_blocks, shared_blocks)
-        self.in_channels, self.n_downsampling = in_channels, n_downsampling
+        if residual_output and in_channels != out_channels:
+            raise ConfigError(f"residual_output needs in_channels == out_channels; got {in_channels} and {out_channels}")
+        self.in_channels, self.n_downsampling, self.residual_output = in_channels, n_downsampling, residual_output
         width = _widths(base_channels, n_downsampling)[-1]
         encoder_family, decoder_family = ENCODERS.get(encoder), DECODERS.get(decoder)
         self.encoder = encoder_family(in_channels, base_channels, n_downsampling, n_blocks, norm)
         self.shared_encoder = _shared_stack(encoder_family, width, norm, shared_blocks)
         self.shared_decoder = _shared_stack(decoder_family, width, norm, shared_blocks)
-        self.decoder = decoder_family(out_channels, base_channels, n_downsampling, n_blocks, norm)
+        self.decoder = decoder_family(out_channels, base_channels, n_downsampling, n_blocks, norm, residual_output)
         self.init_weights()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.residual_output:
+            self.decoder.zero_head()
 
     @property
     def size_multiple(self) -> int:
@@ -198,7 +216,8 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
         return self.decoder(self.shared_decoder(latent))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(images))
+        decoded = self.decode(self.encode(images))
+        return _corrected(images, decoded) if self.residual_output else decoded
 
 
 class UnitTranslator(HubModel):
@@ -207,9 +226,10 @@ class UnitTranslator(HubModel):
     decoder's input. `blurred_to_sharp` is a `UnitGenerator` made of this translator's own modules (not a copy):
     what a run validates, averages and delivers.
 
-    Called as `translator(images, "encode", domain)` -> posterior mean, `translator(latent, "decode", domain, code)`
-    -> image (`code` only for the blurred domain with a blur code), `translator(images, "blur_code")` -> (mean,
-    log-variance): every training pass goes through `forward`, as data-parallel training needs."""
+    Called as `translator(images, "encode", domain)` -> posterior mean, `translator(latent, "decode", domain, code,
+    source)` -> image (`code` only for the blurred domain with a blur code; `source`, the photo the latent was
+    encoded from, only with `residual_output`), `translator(images, "blur_code")` -> (mean, log-variance): every
+    training pass goes through `forward`, as data-parallel training needs."""
 
     architecture: ClassVar[str] = "unit_translator"
 
@@ -224,20 +244,23 @@ class UnitTranslator(HubModel):
         shared_blocks: int = 1,
         norm: str = "instance",
         blur_code_size: int = 0,
+        residual_output: bool = False,
     ) -> None:
         super().__init__()
         if blur_code_size < 0:
             raise ConfigError(f"model.blur_code_size must be >= 0, got {blur_code_size}")
         direction = {"in_channels": channels, "out_channels": channels, "encoder": encoder, "decoder": decoder}
         layout = {"base_channels": base_channels, "n_downsampling": n_downsampling, "n_blocks": n_blocks}
-        view = UnitGenerator(**direction, **layout, shared_blocks=shared_blocks, norm=norm)
-        self.n_downsampling, self.blur_code_size = n_downsampling, blur_code_size
+        view = UnitGenerator(**direction, **layout, shared_blocks=shared_blocks, norm=norm, residual_output=residual_output)
+        self.n_downsampling, self.blur_code_size, self.residual_output = n_downsampling, blur_code_size, residual_output
         width = _widths(base_channels, n_downsampling)[-1]
         encoder_family, decoder_family = ENCODERS.get(encoder), DECODERS.get(decoder)
         self.encoders = nn.ModuleDict({d: encoder_family(channels, base_channels, n_downsampling, n_blocks, norm) for d in DOMAINS})
         self.shared_encoder = _shared_stack(encoder_family, width, norm, shared_blocks)
         self.shared_decoder = _shared_stack(decoder_family, width, norm, shared_blocks)
-        self.decoders = nn.ModuleDict({d: decoder_family(channels, base_channels, n_downsampling, n_blocks, norm) for d in DOMAINS})
+        self.decoders = nn.ModuleDict(
+            {d: decoder_family(channels, base_channels, n_downsampling, n_blocks, norm, residual_output) for d in DOMAINS}
+        )
         if blur_code_size:
             self.blur_encoder = BlurEncoder(channels, base_channels, blur_code_size)
             self.code_mixer = nn.Conv2d(width + blur_code_size, width, 1)
@@ -250,11 +273,19 @@ class UnitTranslator(HubModel):
 
     blurred_to_sharp: UnitGenerator
 
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.residual_output:
+            for decoder in self.decoders.values():
+                decoder.zero_head()
+
     @property
     def size_multiple(self) -> int:
         return 2**self.n_downsampling
 
-    def forward(self, inputs: torch.Tensor, route: str, domain: str = "", code: torch.Tensor | None = None):
+    def forward(
+        self, inputs: torch.Tensor, route: str, domain: str = "", code: torch.Tensor | None = None, source: torch.Tensor | None = None
+    ):
         if route == "encode":
             return self.shared_encoder(self.encoders[domain](inputs))
         if route == "decode":
@@ -262,7 +293,8 @@ class UnitTranslator(HubModel):
             if domain == "blurred" and self.blur_code_size:
                 spread = code.to(features.dtype)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
                 features = self.code_mixer(torch.cat([features, spread], dim=1))
-            return self.decoders[domain](features)
+            decoded = self.decoders[domain](features)
+            return _corrected(source, decoded) if self.residual_output else decoded
         if route == "blur_code":
             return self.blur_encoder(inputs)
         raise ValueError(f"unknown route {route!r}: encode, decode or blur_code")

@@ -77,7 +77,8 @@ def train_unit(config: Config, resume: str | bool | None = None) -> Path:
     def sample_rows(deblur, translator) -> list[torch.Tensor]:
         deblurred = deblur(sample_inputs)
         typical_blur = sample_inputs.new_zeros(len(sample_inputs), code_size)  # the prior's mean
-        return [sample_inputs, deblurred, translator(translator(deblurred, "encode", "sharp"), "decode", "blurred", typical_blur)]
+        reblurred = translator(translator(deblurred, "encode", "sharp"), "decode", "blurred", typical_blur, deblurred)
+        return [sample_inputs, deblurred, reblurred]
 
     streams = zip(*(session.data.batches(loader, sampler, session.step) for loader, (_, sampler) in zip(prepared_loaders, loaders)))
     with session:
@@ -142,8 +143,8 @@ def blur_codes(translator, blurred: torch.Tensor, code_size: int) -> tuple[torch
 def translations(translator, blurred: torch.Tensor, sharp: torch.Tensor, code_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each batch decoded in the other domain, from sampled codes (the sharp ones blurred with prior blur codes)."""
     prior_code = torch.randn(len(sharp), code_size, device=sharp.device) if code_size else None
-    fake_sharp = translator(sampled(translator(blurred, "encode", "blurred")), "decode", "sharp")
-    return fake_sharp, translator(sampled(translator(sharp, "encode", "sharp")), "decode", "blurred", prior_code)
+    fake_sharp = translator(sampled(translator(blurred, "encode", "blurred")), "decode", "sharp", source=blurred)
+    return fake_sharp, translator(sampled(translator(sharp, "encode", "sharp")), "decode", "blurred", prior_code, sharp)
 
 
 def unit_terms(translator, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig, code_size: int, instance_noise: float = 0.0):
@@ -152,11 +153,11 @@ def unit_terms(translator, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig
     own_code, prior_code, code_kl = blur_codes(translator, blurred, code_size)
     code_blurred, code_sharp = translator(blurred, "encode", "blurred"), translator(sharp, "encode", "sharp")
     latent_blurred, latent_sharp = sampled(code_blurred), sampled(code_sharp)
-    fake_sharp = translator(latent_blurred, "decode", "sharp")
-    fake_blurred = translator(latent_sharp, "decode", "blurred", prior_code)
+    fake_sharp = translator(latent_blurred, "decode", "sharp", source=blurred)
+    fake_blurred = translator(latent_sharp, "decode", "blurred", prior_code, sharp)
     terms = {
-        "reconstruction": F.l1_loss(translator(latent_blurred, "decode", "blurred", own_code), blurred)
-        + F.l1_loss(translator(latent_sharp, "decode", "sharp"), sharp),
+        "reconstruction": F.l1_loss(translator(latent_blurred, "decode", "blurred", own_code, blurred), blurred)
+        + F.l1_loss(translator(latent_sharp, "decode", "sharp", source=sharp), sharp),
         "kl": latent_kl(code_blurred) + latent_kl(code_sharp),
     }
     weights = {"reconstruction": vae.reconstruction, "kl": vae.kl}
@@ -177,8 +178,8 @@ def unit_terms(translator, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig
 
     # The cycle: each translation encoded in its new domain must decode back to the photo it came from.
     code_back_to_blurred, code_back_to_sharp = translator(fake_sharp, "encode", "sharp"), translator(fake_blurred, "encode", "blurred")
-    sharp_again = translator(sampled(code_back_to_sharp), "decode", "sharp")
-    blurred_again = translator(sampled(code_back_to_blurred), "decode", "blurred", own_code)
+    sharp_again = translator(sampled(code_back_to_sharp), "decode", "sharp", source=fake_blurred)
+    blurred_again = translator(sampled(code_back_to_blurred), "decode", "blurred", own_code, fake_sharp)
     terms["cycle"] = F.l1_loss(sharp_again, sharp) + loss_cfg.cycle_blurred * F.l1_loss(blurred_again, blurred)
     terms["cycle_kl"] = latent_kl(code_back_to_blurred) + latent_kl(code_back_to_sharp)
     weights |= {"cycle": loss_cfg.cycle, "cycle_kl": vae.cycle_kl}
@@ -188,10 +189,10 @@ def unit_terms(translator, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig
     # Identity, as in CycleGAN: a sharp photo read as blurred comes out as it went in (and a blurred one read as
     # sharp), decoded from posterior means as at inference.
     if loss_cfg.identity_deblur > 0:
-        terms["identity_deblur"] = F.l1_loss(translator(translator(sharp, "encode", "blurred"), "decode", "sharp"), sharp)
+        terms["identity_deblur"] = F.l1_loss(translator(translator(sharp, "encode", "blurred"), "decode", "sharp", source=sharp), sharp)
         weights["identity_deblur"] = loss_cfg.identity_deblur * loss_cfg.cycle
     if loss_cfg.identity_reblur > 0:
-        reblurred = translator(translator(blurred, "encode", "sharp"), "decode", "blurred", own_code)
+        reblurred = translator(translator(blurred, "encode", "sharp"), "decode", "blurred", own_code, blurred)
         terms["identity_reblur"] = F.l1_loss(reblurred, blurred)
         weights["identity_reblur"] = loss_cfg.identity_reblur * loss_cfg.cycle
     if loss_cfg.tv > 0:
