@@ -196,7 +196,9 @@ def test_a_residual_unit_starts_as_the_identity_and_learns_a_correction_with_the
     assert torch.equal(translator(code, "decode", "blurred", torch.zeros(1, 2), batch), batch)
     assert torch.equal(translator.blurred_to_sharp(batch), batch)
 
-    config = tiny_config("model.generator.residual_output=true", "model.blur_code=true", "train.lr_g=1e-3", "train.max_steps=20", base="unit.yaml")
+    config = tiny_config(
+        "model.generator.residual_output=true", "model.blur_code=true", "train.lr_g=1e-3", "train.max_steps=20", base="unit.yaml"
+    )
     run = train(config).parent
     generator = load_generator(run / "generator")
     assert generator.residual_output
