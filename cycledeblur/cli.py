@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-images",
         type=Path,
         metavar="DIR",
-        help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images)",
+        help="real images to compare ONNX and PyTorch on (default: --calibration's blurred images, else the run's own "
+        "blurred photos, else the package's sample photos)",
     )
     export.set_defaults(run=run_export)
 
@@ -326,7 +327,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export.to_onnx import DEFAULT_INPUT_SIZE, DEFAULT_OPSET, check_images, export_checked, print_export
+    from .export.to_onnx import DEFAULT_INPUT_SIZE, DEFAULT_OPSET, check_images, export_checked, own_check_images, print_export
     from .inference import resolve_generator
 
     if args.onnx.suffix != ".onnx":
@@ -338,10 +339,12 @@ def run_export(args: argparse.Namespace) -> int:
     if args.dynamic and args.input_size is not None:
         raise UserError("--input-size sets the one input size of a model without --dynamic: give one of them")
     check_folder = args.check_images or calibration_blur_folder(args.calibration)
-    if check_folder is None:
-        raise UserError("--check-images DIR is needed: real images to compare the ONNX model with PyTorch on")
     generator = resolve_generator(args.model)
-    images = check_images(check_folder, generator.in_channels)
+    if check_folder is None:
+        images, source = own_check_images(args.model, generator.in_channels)
+        Console().print(f"checking parity on {source}; --check-images DIR picks others", highlight=False, soft_wrap=True, markup=False)
+    else:
+        images = check_images(check_folder, generator.in_channels)
     options = {"opset": args.opset or DEFAULT_OPSET, "input_size": args.input_size or DEFAULT_INPUT_SIZE}
     print_export(export_checked(generator, args.onnx, images, dynamic=args.dynamic, fp16=args.fp16, **options))
     if args.int8:

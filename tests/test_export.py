@@ -4,6 +4,7 @@ through onnxruntime, with PyTorch absent from the process."""
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from cycledeblur.cli import main
+from cycledeblur.config import load_config
 from cycledeblur.export import to_onnx
 from cycledeblur.export.runtime import METADATA_GENERATOR, METADATA_PRECISION, OnnxDeblurrer
 from cycledeblur.image_arrays import adapt_channels, read_image_array
@@ -234,13 +236,31 @@ def test_an_export_that_differs_from_pytorch_fails_and_writes_nothing(resnet_run
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_checks_parity_on_the_runs_own_photos_or_on_the_sample_photos(resnet_run, tmp_path, capsys):
+    """Without --check-images a run brings its blurred training photos; a generator folder, or a run whose photos are
+    not on this machine, the package's sample photos. Either way the check says which."""
+    assert main(["export", "--model", str(resnet_run), "--onnx", str(tmp_path / "run.onnx"), "--input-size", "64"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    blurred = load_config(resnet_run / "config.yaml").data.blur
+    assert f"checking parity on the run's data.blur ({blurred})" in out and "max |ONNX - PyTorch| on 2 real images" in out
+
+    moved = tmp_path / "moved"
+    shutil.copytree(resnet_run, moved)
+    (moved / "config.yaml").write_text((moved / "config.yaml").read_text().replace(blurred, str(tmp_path / "gone")))
+    for model in (moved, moved / "generator"):
+        assert main(["export", "--model", str(model), "--onnx", str(tmp_path / "m.onnx"), "--input-size", "64"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "checking parity on" in out and "the package's sample photos (scikit-image, scikit-learn)" in out
+        assert ("is not on this machine" in out) == (model == moved)
+        assert "max |ONNX - PyTorch| on 2 real images" in out
+
+
 def test_export_and_onnx_model_errors_are_one_line(resnet_run, paired, odd_inputs, tmp_path, capsys):
     model = ["--model", str(resnet_run)]
     cases = {
         ("--onnx", str(tmp_path / "m.onnx"), "--int8"): "--int8 needs --calibration DIR",
         ("--onnx", str(tmp_path / "m.onnx"), "--int8", "--fp16", "--calibration", str(paired)): "leave out --fp16",
         ("--onnx", str(tmp_path / "m.pt")): "must end in .onnx",
-        ("--onnx", str(tmp_path / "m.onnx")): "--check-images DIR is needed",
         ("--onnx", str(tmp_path / "m.onnx"), "--dynamic", "--input-size", "64"): "give one of them",
         ("--onnx", str(tmp_path / "m.onnx"), "--check-images", str(tmp_path / "nowhere")): "no such folder",
     }
