@@ -327,8 +327,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export.to_onnx import DEFAULT_INPUT_SIZE, DEFAULT_OPSET, check_images, export_checked, own_check_images, print_export
+    from .export.to_onnx import CHECK_COUNT, CHECK_SIZE, DEFAULT_INPUT_SIZE, DEFAULT_OPSET, check_images, export_checked, print_export
     from .inference import resolve_generator
+    from .run_photos import own_photos
 
     if args.onnx.suffix != ".onnx":
         raise UserError(f"--onnx {args.onnx}: the file name must end in .onnx")
@@ -341,7 +342,7 @@ def run_export(args: argparse.Namespace) -> int:
     check_folder = args.check_images or calibration_blur_folder(args.calibration)
     generator = resolve_generator(args.model)
     if check_folder is None:
-        images, source = own_check_images(args.model, generator.in_channels)
+        images, source = own_photos(args.model, generator.in_channels, CHECK_COUNT, CHECK_SIZE)
         Console().print(f"checking parity on {source}; --check-images DIR picks others", highlight=False, soft_wrap=True, markup=False)
     else:
         images = check_images(check_folder, generator.in_channels)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +22,14 @@ from rich.table import Table
 from torchmetrics.functional.image import image_gradients, peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .data import list_images, load_image_tensor, pair_name
-from .errors import ImageFileError, UserError
+from .errors import ImageFileError, UserError, first_line
 from .tiling import TiledDeblurrer
 
 # The 4-neighbour Laplacian of OpenCV's "variance of the Laplacian" focus measure (kornia's `laplacian` is the 8-neighbour one).
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 # torchvision's AlexNet weights, LPIPS's default backbone: used only if a previous download left them on disk.
 _LPIPS_BACKBONE = "alexnet-owt-7be5be79.pth"
+EVALUATION_FILE = "evaluation.json"  # RUN/evaluation.json: `cycledeblur evaluate --model RUN ... --json` it
 
 
 @dataclass
@@ -43,6 +45,7 @@ class EvaluationReport:
     images: list[ImageScores] = field(default_factory=list)  # the images scored
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
     failed: dict[str, str] = field(default_factory=dict)  # image name -> why it could not be scored
+    blur_folder: str = ""  # where the blurred images are (names are relative to it), for `cycledeblur report`
 
     @contextmanager
     def scoring(self, name: str) -> Iterator[None]:
@@ -66,6 +69,7 @@ class EvaluationReport:
             "n_failed": len(self.failed),
             "failed": self.failed,
             "per_image": [{"name": i.name, "input": i.input, "output": i.output} for i in self.images],
+            "blur_folder": self.blur_folder,
         }
 
 
@@ -124,7 +128,9 @@ def deblurred(deblurrer: TiledDeblurrer, image: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_pairs(deblurrer: TiledDeblurrer, blur_dir: Path, sharp_dir: Path) -> EvaluationReport:
-    return score_pairs(deblurrer, matching_pairs(blur_dir, sharp_dir))
+    report = score_pairs(deblurrer, matching_pairs(blur_dir, sharp_dir))
+    report.blur_folder = str(blur_dir.resolve())
+    return report
 
 
 def score_pairs(deblurrer: TiledDeblurrer, pairs: list[tuple[str, Path, Path]]) -> EvaluationReport:
@@ -148,7 +154,7 @@ def evaluate_sharpness(deblurrer: TiledDeblurrer, blur_dir: Path) -> EvaluationR
     paths = list_images(blur_dir)
     if not paths:
         raise UserError(f"--blur {blur_dir} contains no images")
-    report = EvaluationReport("no-reference")
+    report = EvaluationReport("no-reference", blur_folder=str(blur_dir.resolve()))
     for path in paths:
         name = pair_name(path, blur_dir)
         with report.scoring(name):
@@ -204,3 +210,19 @@ def write_csv(report: EvaluationReport, path: Path) -> None:
         writer.writerow(["name", *(f"input_{m}" for m in metrics), *(f"output_{m}" for m in metrics)])
         for image in report.images:
             writer.writerow([image.name, *(image.input[m] for m in metrics), *(image.output[m] for m in metrics)])
+
+
+def read_evaluation(path: Path) -> dict[str, Any] | None:
+    """The `cycledeblur evaluate --json` report at `path`, or None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        means = (report["input"], report["output"])
+        if report["kind"] not in ("paired", "no-reference") or not report["n_images"] or set(means[0]) != set(means[1]):
+            raise ValueError("an unknown kind, no images, or other metrics for the input than for the output")
+        if not all(isinstance(value, (int, float)) for side in means for value in side.values()):
+            raise ValueError("a mean that is not a number")
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{path} is not a report of `cycledeblur evaluate --json`: {first_line(error)}") from None
+    return report

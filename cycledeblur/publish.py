@@ -9,11 +9,9 @@ dry run. A token goes to `HfApi` and nowhere else: not into a file, a message or
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HFValidationError
@@ -21,6 +19,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .config import Config, load_config
 from .errors import UserError, first_line
+from .evaluation import EVALUATION_FILE, read_evaluation
 from .models import DISCRIMINATORS, HubModel, build_discriminator, build_generator, load_generator
 from .models.hub import CONFIG_NAME, WEIGHTS_NAME, hub_errors
 from .training.checkpoints import list_checkpoints, network_weights
@@ -28,7 +27,6 @@ from .training.network_sets import NETWORK_SETS, pushed_folders
 from .training.model_card import DEFAULT_LICENSE, render_card
 from .training.unit import build_translator
 
-EVALUATION_FILE = "evaluation.json"  # RUN/evaluation.json: `cycledeblur evaluate --model RUN ... --json` it
 DATA_CARD_FILE = "data_card.md"  # where a local --data-card goes in the repo
 
 
@@ -173,22 +171,6 @@ def build_partner(role: str, config: Config) -> HubModel:
     # The paired discriminator is conditional: it sees the blurred photo and a candidate stacked along the channels.
     discriminator_channels = 2 * channels if config.train.mode == "paired" else channels
     return build_discriminator(spec.name, in_channels=discriminator_channels, **spec.options)
-
-
-def read_evaluation(path: Path) -> dict[str, Any] | None:
-    """The `cycledeblur evaluate --json` report at `path`, or None when there is none."""
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-        means = (report["input"], report["output"])
-        if report["kind"] not in ("paired", "no-reference") or not report["n_images"] or set(means[0]) != set(means[1]):
-            raise ValueError("an unknown kind, no images, or other metrics for the input than for the output")
-        if not all(isinstance(value, (int, float)) for side in means for value in side.values()):
-            raise ValueError("a mean that is not a number")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise UserError(f"{path} is not a report of `cycledeblur evaluate --json`: {first_line(error)}") from None
-    return report
 
 
 def data_card_source(data_card: str | None) -> tuple[str | None, Path | None]:

@@ -20,9 +20,9 @@ from rich.console import Console
 from torch import nn
 
 from ..errors import UserError, first_line
-from ..image_arrays import centre_crop, pixels_as_array, read_array
 from ..image_files import list_images
 from ..inference import Deblurrer
+from ..run_photos import Photos, folder_photos
 from ..models.hub import CONFIG_NAME
 from ..tiling import round_up
 from .runtime import (
@@ -156,41 +156,13 @@ def exporter_reason(error: Exception) -> str:
     return first_line(Exception(text.partition("Exception summary")[2] or text))
 
 
-def check_images(folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE) -> list[tuple[str, np.ndarray]]:
+def check_images(folder: Path, channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE) -> Photos:
     """`count` images spread over `folder` (every n-th in name order), centre-cropped to at most `size` x `size`."""
     if not folder.is_dir():
         raise UserError(f"--check-images {folder}: no such folder")
-    paths = list_images(folder)
-    paths = paths[:: max(1, len(paths) // count)][:count]
-    if not paths:
+    if not list_images(folder):
         raise UserError(f"--check-images {folder} contains no images")
-    return [(path.name, centre_crop(read_array(path, channels), size)) for path in paths]
-
-
-def sample_photo_images(channels: int, count: int = CHECK_COUNT, size: int = CHECK_SIZE) -> list[tuple[str, np.ndarray]]:
-    """`count` of the package's sample photographs (the demo's held-out ones, installed with scikit-image and
-    scikit-learn), centre-cropped like `check_images`."""
-    from ..demo import TEST_PHOTOS, load_photo
-
-    photos = ((name, load_photo(name)) for name in TEST_PHOTOS[:count])
-    return [(name, centre_crop(pixels_as_array(pixels.reshape(*pixels.shape[:2], -1), channels, name)[0], size)) for name, pixels in photos]
-
-
-def own_check_images(model: str | Path, channels: int) -> tuple[list[tuple[str, np.ndarray]], str]:
-    """The images a model brings for its parity check, and where they come from: a run's blurred training photos
-    (its config's `data.blur`, then `data.val_blur`) while they are on disk, else the package's sample photos."""
-    config_path = Path(model).expanduser() / "config.yaml"
-    if config_path.is_file():
-        from ..config import load_config
-
-        data = load_config(config_path).data
-        for key, folder in (("data.blur", data.blur), ("data.val_blur", data.val_blur)):
-            if folder and Path(folder).is_dir() and list_images(folder):
-                return check_images(Path(folder), channels), f"the run's {key} ({folder})"
-        gone = f"the run's data.blur ({data.blur}) is not on this machine; "
-    else:
-        gone = ""
-    return sample_photo_images(channels), gone + "the package's sample photos (scikit-image, scikit-learn)"
+    return folder_photos(folder, channels, count, size)
 
 
 def max_difference(generator: nn.Module, runtime: OnnxDeblurrer, images: list[tuple[str, np.ndarray]]) -> float:
