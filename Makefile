@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := demo
 DEMO_ADAPT_STEPS := 600
 
-.PHONY: demo test test-fast lint setup clean-demo
+.PHONY: demo test test-fast lint setup browser clean-demo
 
 $(BIN)/cycledeblur: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The report's browser test drives Chromium: installed here when missing (as root, with apt), else that test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+		echo "chromium is not installed: the browser tests will be skipped"
+
+test: lint browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
 # The inner loop: everything but the tests marked slow (end-to-end benchmarks, multi-process runs, kills, exports).

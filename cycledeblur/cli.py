@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=run_export)
 
+    report = commands.add_parser("report", help="write a run's HTML report: curves, samples, before/after, evaluation, config")
+    report.add_argument("run_dir", type=Path, metavar="RUN", help="run folder (training or finished)")
+    report.add_argument("--out", type=Path, help="the page to write (default: RUN/report.html)")
+    report.set_defaults(run=run_report)
+
     models = commands.add_parser("models", help=f"list the models bundled with cycledeblur, usable by name (--model {DEFAULT_MODEL})")
     models.set_defaults(run=run_models)
 
@@ -364,6 +369,13 @@ def calibration_blur_folder(calibration: Path | None) -> Path | None:
         return None
     paired = (calibration / "blur").is_dir() and (calibration / "sharp").is_dir()
     return calibration / "blur" if paired else calibration
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -323,6 +323,9 @@ class TrainConfig:
     """Steps between sample grids (`samples/step_N.png`)."""
     sample_size: int = 256
     """Side of the crops in the sample grids (px)."""
+    report: bool = True
+    """Write RUN/report.html when training ends (`cycledeblur report RUN` refreshes it at any time): the curves, sample
+    grids, before/after pictures of the delivered generator and the config, in one offline page."""
     log_every: int = 100
     """Steps between log entries (`logs/metrics.jsonl`, TensorBoard): the losses are read from the device only then."""
     n_critic: int = 1

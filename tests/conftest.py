@@ -84,6 +84,7 @@ TINY_TRAINING = [
     "train.log_every=1",
     "train.sample_every=1000",
     "train.sample_size=32",
+    "train.report=false",  # tests/test_report.py writes and checks reports
 ]
 # Tiny networks for each shipped config that tests train.
 TINY_NETWORKS = {

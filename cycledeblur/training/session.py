@@ -346,8 +346,19 @@ class TrainingSession:
             )
         if self.accelerator.is_main_process:
             write_generator(generator, generator_dir, self.config, steps, self.progress.last_losses)
+            if self.config.train.report:
+                self.write_report()
         self.accelerator.end_training()
         return generator_dir
+
+    def write_report(self) -> None:
+        """RUN/report.html. The run is complete without it: a photo that went missing costs the page, not the run."""
+        from ..report import write_report
+
+        try:
+            self.accelerator.print(f"report: {write_report(self.run_dir)}")
+        except (UserError, OSError) as error:
+            self.accelerator.print(f"report not written ({first_line(error)}); `cycledeblur report {self.run_dir}` retries")
 
 
 def flat_hparams(config: Config) -> dict:
