@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=run_export)
 
+    app = commands.add_parser("app", help="deblur in the browser: a Gradio app with a before/after slider (pip install 'cycledeblur[app]')")
+    app.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP.format(what=", Hub model id or .onnx file"))
+    app.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    app.add_argument("--port", type=int, default=7860)
+    add_inference_arguments(app)
+    app.set_defaults(run=run_app)
+
     report = commands.add_parser("report", help="write a run's HTML report: curves, samples, before/after, evaluation, config")
     report.add_argument("run_dir", type=Path, metavar="RUN", help="run folder (training or finished)")
     report.add_argument("--out", type=Path, help="the page to write (default: RUN/report.html)")
@@ -149,9 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help=f"list the models bundled with cycledeblur, usable by name (--model {DEFAULT_MODEL})")
     models.set_defaults(run=run_models)
 
-    push = commands.add_parser("push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub")
-    push.add_argument("--model", required=True, type=Path, help="run folder (config.yaml, generator/, checkpoints/)")
-    push.add_argument("--repo-id", required=True, help="Hub model repo, USER/NAME or ORG/NAME (created if missing)")
+    push = commands.add_parser(
+        "push", help="upload a finished run's generator, with a model card, to the Hugging Face Hub; or the app, as a Space"
+    )
+    push.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="run folder (config.yaml, generator/, checkpoints/); with --space also a generator folder, a bundled model or a Hub model id",
+    )
+    destination = push.add_mutually_exclusive_group(required=True)
+    destination.add_argument("--repo-id", help="Hub model repo, USER/NAME or ORG/NAME (created if missing)")
+    destination.add_argument(
+        "--space", metavar="USER/NAME", help="Hub Space to create or update with the app (cycledeblur app) around --model"
+    )
     push.add_argument("--private", action="store_true", help="create the repo private (an existing one keeps its visibility)")
     push.add_argument(
         "--include-discriminators",
@@ -269,7 +287,7 @@ def run_deblur(args: argparse.Namespace) -> int:
                 err_console.print(f"[yellow]skipped:[/] {escape(message)}", highlight=False, soft_wrap=True)
                 existing += 1
                 continue
-            deblur_file(deblurrer, source, target)
+            deblurrer.deblur_file(source, target)
         except ImageFileError as error:
             print_error(error)
             failed += 1
@@ -278,15 +296,6 @@ def run_deblur(args: argparse.Namespace) -> int:
     summary += [f"{failed} failed"] if failed else []
     Console().print(", ".join(summary), highlight=False, soft_wrap=True)
     return EXIT_INPUTS_FAILED if failed else 0
-
-
-def deblur_file(deblurrer, source: Path, target: Path) -> None:
-    from .image_arrays import read_image_array, save_image_array
-
-    image, image_format = read_image_array(source, deblurrer.channels)
-    deblurred = deblurrer.deblur(image)
-    del image  # a large scene's input need not be held while its output is encoded (768 MB at 8000 x 8000 px)
-    save_image_array(deblurred, target, image_format)
 
 
 def deblur_jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
@@ -371,6 +380,17 @@ def calibration_blur_folder(calibration: Path | None) -> Path | None:
     return calibration / "blur" if paired else calibration
 
 
+def run_app(args: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UserError("cycledeblur app needs Gradio: pip install 'cycledeblur[app]'") from None
+    from .app import build_app
+
+    build_app(build_deblurrer(args), str(args.model)).launch(server_name=args.host, server_port=args.port)
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -398,6 +418,9 @@ def run_push(args: argparse.Namespace) -> int:
     from .publish import push_run, stage_run
     from .training.model_card import DEFAULT_LICENSE
 
+    if args.space:
+        return run_push_space(args)
+
     license = args.license or DEFAULT_LICENSE
     options = {"include_partners": args.include_discriminators, "data_card": args.data_card, "license": license}
     if args.dry_run:
@@ -406,6 +429,26 @@ def run_push(args: argparse.Namespace) -> int:
     else:
         url = push_run(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token, **options)
         message = f"pushed {args.model} to {url}" + (f" (branch {args.revision})" if args.revision else "")
+    Console().print(message, highlight=False, soft_wrap=True)
+    return 0
+
+
+def run_push_space(args: argparse.Namespace) -> int:
+    model_only = {"--include-discriminators": args.include_discriminators, "--data-card": args.data_card, "--license": args.license}
+    model_only["--revision"] = args.revision
+    for option, given in model_only.items():
+        if given:
+            raise UserError(f"{option} is for a model repo (--repo-id); a Space (--space) gets the app and the generator")
+    try:
+        from .space import push_space, stage_space
+    except ImportError:  # gradio: the Space's README records the version the app was built with
+        raise UserError("push --space needs Gradio: pip install 'cycledeblur[app]'") from None
+    if args.dry_run:
+        files = stage_space(str(args.model), args.dry_run, args.space)
+        message = f"staged {len(files)} files for the Space {args.space} in {args.dry_run} (nothing uploaded)"
+    else:
+        url = push_space(str(args.model), args.space, private=args.private, token=args.token)
+        message = f"pushed the app around {args.model} to {url}"
     Console().print(message, highlight=False, soft_wrap=True)
     return 0
 

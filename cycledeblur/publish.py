@@ -109,13 +109,13 @@ def stage_run(
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 
-def check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str, option: str = "--repo-id") -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise UserError(f"--repo-id {repo_id}: not a valid Hub repo id ({first_line(error)})") from None
+        raise UserError(f"{option} {repo_id}: not a valid Hub repo id ({first_line(error)})") from None
     if repo_id.count("/") != 1:
-        raise UserError(f"--repo-id {repo_id}: give the owner too, as USER/NAME or ORG/NAME")
+        raise UserError(f"{option} {repo_id}: give the owner too, as USER/NAME or ORG/NAME")
 
 
 def read_run(run: Path) -> tuple[Config, int]:

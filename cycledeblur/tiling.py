@@ -6,9 +6,11 @@ as overlapping tiles (`batch_size` at a time) blended with linear cross-fades, s
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
@@ -69,16 +71,35 @@ class TiledDeblurrer(ABC):
     ):
         if tile_overlap is None:  # a quarter of a small fixed input at most: the rest of it is new pixels
             tile_overlap = min(DEFAULT_TILE_OVERLAP, min(input_size) // 4) if input_size else DEFAULT_TILE_OVERLAP
-        if tile is not None and not 0 <= tile_overlap < tile:
-            raise UserError(f"--tile-overlap {tile_overlap} must be at least 0 and smaller than --tile {tile}")
         if batch_size < 1:
             raise UserError(f"--batch-size {batch_size} must be at least 1")
-        if input_size is not None and tile not in (None, *input_size):
-            raise UserError(f"--tile {tile}: this model takes only {input_size[0]}x{input_size[1]} inputs (leave --tile out)")
         if input_size is not None and not 0 <= tile_overlap < min(input_size):
             raise UserError(f"--tile-overlap {tile_overlap} must be smaller than the model's input size {min(input_size)}")
         self.channels, self.multiple, self.min_size = channels, multiple, min_size
-        self.tile, self.tile_overlap, self.batch_size, self.input_size = tile, tile_overlap, batch_size, input_size
+        self.tile_overlap, self.batch_size, self.input_size = tile_overlap, batch_size, input_size
+        self.tile = self._checked_tile(tile)
+
+    def _checked_tile(self, tile: int | None) -> int | None:
+        if tile is not None and not 0 <= self.tile_overlap < tile:
+            raise UserError(f"--tile-overlap {self.tile_overlap} must be at least 0 and smaller than --tile {tile}")
+        if self.input_size is not None and tile not in (None, *self.input_size):
+            raise UserError(f"--tile {tile}: this model takes only {self.input_size[0]}x{self.input_size[1]} inputs (leave --tile out)")
+        return tile
+
+    def with_tile(self, tile: int | None) -> TiledDeblurrer:
+        """The same deblurrer (the same loaded network) with another tile size."""
+        other = copy.copy(self)
+        other.tile = self._checked_tile(tile)
+        return other
+
+    def deblur_file(self, source: Path, target: Path) -> None:
+        """Deblur an image file into `target`, with the input's bit depth, channels, color profile and georeferencing."""
+        from .image_arrays import read_image_array, save_image_array
+
+        image, image_format = read_image_array(source, self.channels)
+        deblurred = self.deblur(image)
+        del image  # a large scene's input need not be held while its output is encoded (768 MB at 8000 x 8000 px)
+        save_image_array(deblurred, target, image_format)
 
     @abstractmethod
     def run_network(self, batch: np.ndarray) -> np.ndarray:

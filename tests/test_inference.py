@@ -73,7 +73,6 @@ def test_a_large_16_bit_photo_is_deblurred_holding_about_its_input_and_output(tm
 
     import numpy as np
 
-    from cycledeblur.cli import deblur_file
     from cycledeblur.image_files import read_pixels, write_pixels
     from cycledeblur.tiling import TiledDeblurrer
 
@@ -85,7 +84,7 @@ def test_a_large_16_bit_photo_is_deblurred_holding_about_its_input_and_output(tm
     pixels = (photo("astronaut", size).astype(np.uint32) * 257).astype(np.uint16)  # 16 bits, every level used
     write_pixels(pixels, tmp_path / "large.png")
     tracemalloc.start()
-    deblur_file(Unchanged(3, tile=256, tile_overlap=32), tmp_path / "large.png", tmp_path / "out.png")
+    Unchanged(3, tile=256, tile_overlap=32).deblur_file(tmp_path / "large.png", tmp_path / "out.png")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     float_image = 3 * size * size * 4
