@@ -62,4 +62,6 @@ demo: setup
 	$(BIN)/python -m cycledeblur.demo --figure $(DEMO)/scans/test/blur $(DEMO)/scans/adapted/deblurred $(DEMO)/scans/test/sharp $(DEMO)/scans/adapted/before-after.png
 	@echo "photos, zero-shot: $(DEMO)/general/evaluation.json, $(DEMO)/general/before-after.png"
 	@echo "scans, zero-shot:  $(DEMO)/scans/general/evaluation.json, $(DEMO)/scans/general/before-after.png"
+	$(BIN)/cycledeblur report $(DEMO)/scans/adapted
 	@echo "scans, adapted:    $(DEMO)/scans/adapted/evaluation.json, $(DEMO)/scans/adapted/before-after.png"
+	@echo "the adapted run:   $(DEMO)/scans/adapted/report.html (curves, samples, before/after, evaluation, config)"
