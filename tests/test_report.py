@@ -119,3 +119,12 @@ def test_chromium_renders_the_report_without_errors_and_the_split_follows_a_drag
         assert page.locator("#grid-label").inner_text() == "step 2"
         browser.close()
     assert errors == []
+
+
+def test_a_run_still_training_is_reported_without_its_before_after(reported_run, tmp_path):
+    run = tmp_path / "training"
+    shutil.copytree(reported_run, run, ignore=shutil.ignore_patterns("generator", "report.html", "evaluation.json"))
+    assert main(["report", str(run), "--out", str(tmp_path / "now.html")]) == 0
+    page = (tmp_path / "now.html").read_text()
+    assert "appear when training ends" in page and "class='compare'" not in page and "No evaluation.json" in page
+    assert "step 6 of 6" in page and not (run / "report.html").exists()
