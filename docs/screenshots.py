@@ -43,7 +43,10 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1100, "height": 1300})
             page.goto(report.resolve().as_uri())
-            page.locator("h2").nth(1).evaluate("heading => heading.scrollIntoView()")  # samples, then before / after
+            # the end of the samples (the kernels), then the before / after pictures
+            page.get_by_role("heading", name="Before / after").evaluate(
+                "heading => { heading.scrollIntoView(); window.scrollBy(0, -320); }"
+            )
             box = page.locator(".compare").first.bounding_box()
             page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
             page.mouse.down()
