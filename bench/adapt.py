@@ -1,8 +1,8 @@
 """Unpaired adaptation on held-out photos: a base model zero-shot against the same model adapted to a blur by
 configs/adapt.yaml, on unpaired folders, over seeds.
 
-Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift aerial medical scratch] [--base general]
-[--seeds 0 1 2] [--deliver worst-row|worst-pair|mean|guard] [--set K=V ...]
+Rerun: python bench/adapt.py [--split val|test] [--rows motion blur-shift aerial medical scratch unit-medical]
+[--base general] [--seeds 0 1 2] [--deliver worst-row|worst-pair|mean|guard] [--set K=V ...] [--unit-set K=V ...]
 
 Rows (one user's blur and photos each):
 - motion: camera shake. Training folders: the corpus's train tiles (bench/corpus.py), half of them blurred by
@@ -16,6 +16,11 @@ Rows (one user's blur and photos each):
   under bench/quality.py's mild and strong Gaussian rows. Base: --base.
 - scratch: the motion row's folders, unpaired from scratch (no `model.init_from`, SCRATCH_RECIPE): its change is
   over the input.
+- unit-medical: the medical row's folders and scoring, in the variational mode: configs/unit-cpu-fast.yaml started
+  from a UNIT run that this benchmark trains with it (seed 0) on the corpus's train photos, unpaired, Gaussian blur
+  (BASE_RECIPES["unit-photos"]): the same recipe and budget as UNIT from scratch, moved to another content domain.
+  `--unit-set` overrides configs/unit-cpu-fast.yaml for its base and adapted runs, where `--set` and `--base-set`
+  override the other rows' configs.
 
 Every adapted run scores itself on the val split's pairs of its row while it trains (`data.val_blur`) and delivers
 its best step there (`train.keep_best`): with `--deliver worst-row` (the default) the step whose worst scored set
@@ -73,6 +78,7 @@ from cycledeblur.synth import synthesize_folder  # noqa: E402
 from cycledeblur.training.tracking import read_metrics  # noqa: E402
 
 ADAPT_CONFIG = ROOT / "configs" / "adapt.yaml"
+UNIT_CONFIG = ROOT / "configs" / "unit-cpu-fast.yaml"
 DELIVERY = {
     "worst-row": ["train.keep_best=true", "train.keep_best_by=worst"],
     "worst-pair": ["train.keep_best=true", "train.keep_best_by=worst"],
@@ -82,15 +88,29 @@ DELIVERY = {
 
 
 GENERAL_CONFIG = ROOT / "configs" / "general.yaml"
-# The blur-shift base: configs/general.yaml without camera shake (the mixture's pairs of kinds include it too), on a
-# third of its schedule (its lr decay has the same shape), so that adapting to shake has something to learn.
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """A base model that this benchmark trains (seed 0) on the corpus's train photos and reuses after."""
+
+    config: Path
+    overrides: tuple[str, ...] = ()
+    # "": the config makes its pairs from the sharp photos (data.synthetic_blur); else unpaired folders of the
+    # photos, half blurred by `synth --kind blur_kind` with seed blur_seed
+    blur_kind: str = ""
+    blur_seed: int = 0
+
+
 BASE_RECIPES = {
-    "no-motion": [
-        "data.synthetic_blur.motion=0",
-        "data.synthetic_blur.mixture=0",
-        "train.max_steps=3000",
-        "train.checkpoint_every=1000",
-    ],
+    # configs/general.yaml without camera shake (the mixture's pairs of kinds include it too), on a third of its
+    # schedule (its lr decay has the same shape), so that adapting to shake has something to learn.
+    "no-motion": BaseRecipe(
+        GENERAL_CONFIG,
+        ("data.synthetic_blur.motion=0", "data.synthetic_blur.mixture=0", "train.max_steps=3000", "train.checkpoint_every=1000"),
+    ),
+    # UNIT from scratch on photos, unpaired, for a UNIT row on other content.
+    "unit-photos": BaseRecipe(UNIT_CONFIG, blur_kind="gaussian", blur_seed=22),
 }
 
 
@@ -111,6 +131,11 @@ class AdaptRow:
     seed: int  # of the synthetic blur of the training folder
     base_recipe: str = ""  # a key of BASE_RECIPES, trained by this benchmark, or SCRATCH; "": the --base model
     photos: str = "corpus"  # the photo corpus (--corpus), or a key of DOMAIN_WRITERS
+    config: Path = ADAPT_CONFIG  # of the adapted runs
+
+    @property
+    def variational(self) -> bool:
+        return self.config == UNIT_CONFIG
 
 
 MOTION_SETS = ("motion-mild", "motion-strong")
@@ -123,6 +148,16 @@ ROWS = {
         AdaptRow("aerial", "aerial photograph, Gaussian blur", "gaussian", GAUSSIAN_SETS, 22, photos="aerial"),
         AdaptRow("medical", "CT, MR and radiographs, Gaussian blur", "gaussian", GAUSSIAN_SETS, 23, photos="medical"),
         AdaptRow("scratch", "motion blur, unpaired from scratch", "motion", MOTION_SETS, 21, SCRATCH),
+        AdaptRow(
+            "unit-medical",
+            "UNIT, CT, MR and radiographs, Gaussian blur, from UNIT on photos",
+            "gaussian",
+            GAUSSIAN_SETS,
+            23,
+            "unit-photos",
+            photos="medical",
+            config=UNIT_CONFIG,
+        ),
     )
 }
 
@@ -150,22 +185,38 @@ def base_model(args: argparse.Namespace, row: AdaptRow) -> str:
         return args.base
     if row.base_recipe == SCRATCH:
         return ""
-    # configs/general.yaml makes its pairs from sharp photos alone (data.synthetic_blur): no blurred folder.
-    recipe = [*BASE_RECIPES[row.base_recipe], *args.base_overrides]
-    overrides = [f"data.sharp={args.corpus / 'train'}", "data.blur=", *recipe, "train.seed=0"]
+    recipe = BASE_RECIPES[row.base_recipe]
+    overrides = [*recipe.overrides, *row_overrides(args, row, base=True), "train.seed=0"]
+    if recipe.blur_kind:
+        tiles = user_folders(args.corpus, args.runs, "corpus", recipe.blur_kind, recipe.blur_seed)
+    else:  # pairs from the sharp photos alone: no blurred folder
+        tiles = args.corpus
+        overrides = [f"data.sharp={args.corpus / 'train'}", "data.blur=", *overrides]
     run = run_folder(args.runs, f"base-{row.base_recipe}", 0, overrides)
-    if args.retrain_base or not finished(run, GENERAL_CONFIG, args.corpus, overrides):
-        train_run(GENERAL_CONFIG, overrides, run, args.corpus, args.runs / ".cache", threads=args.threads)
+    if args.retrain_base or not finished(run, recipe.config, tiles, overrides):
+        train_run(recipe.config, overrides, run, tiles, args.runs / ".cache", threads=args.threads)
     return str(run)
 
 
-def user_folders(corpus: Path, runs: Path, row: AdaptRow) -> Path:
-    """The user's unpaired folders (blur/, sharp/) for `row`, made once from its corpus's train photos."""
-    folder = runs / "data" / f"{row.photos}-{row.kind}"  # rows of the same photos and blur share them
+def row_overrides(args: argparse.Namespace, row: AdaptRow, base: bool = False) -> list[str]:
+    """The command line's overrides of `row`'s adapted runs, or of its base's: --unit-set for the variational rows."""
+    if row.variational:
+        return args.unit_overrides
+    return args.base_overrides if base else args.overrides
+
+
+def start_overrides(base: str) -> list[str]:
+    """How adapted runs start: from `base`, or from scratch ("")."""
+    return [f"model.init_from={base}"] if base else SCRATCH_RECIPE
+
+
+def user_folders(corpus: Path, runs: Path, photos: str, kind: str, seed: int) -> Path:
+    """Unpaired folders (blur/, sharp/) of the corpus's train photos, half blurred by `synth --kind KIND`, made once."""
+    folder = runs / "data" / f"{photos}-{kind}"  # rows of the same photos and blur share them
     done = folder / "synth.json"  # written last: a folder without it is incomplete
     if not done.is_file():
         shutil.rmtree(folder, ignore_errors=True)
-        summary = synthesize_folder(corpus / "train", folder, kind=row.kind, seed=row.seed, noise_sigma=NOISE_SIGMA)
+        summary = synthesize_folder(corpus / "train", folder, kind=kind, seed=seed, noise_sigma=NOISE_SIGMA)
         done.write_text(json.dumps(summary, indent=1))
     return folder
 
@@ -203,17 +254,16 @@ def merged_validation_pairs(row: AdaptRow, corpus: Path, runs: Path, by_set: boo
 def adapted_runs(args: argparse.Namespace, row: AdaptRow, base: str) -> dict[int, Path]:
     """Seed -> the finished adapted run of `row` from `base` ("": from scratch), trained now unless reused."""
     corpus = row_corpus(args, row)
-    folders = user_folders(corpus, args.runs, row)
+    folders = user_folders(corpus, args.runs, row.photos, row.kind, row.seed)
     val_pairs = merged_validation_pairs(row, corpus, args.runs, by_set=args.deliver == "worst-row")
-    start = SCRATCH_RECIPE if not base else [f"model.init_from={base}"]
     scoring = [f"data.val_blur={val_pairs / 'blur'}", f"data.val_sharp={val_pairs / 'sharp'}"]
-    overrides = [*start, *DELIVERY[args.deliver], *scoring, *args.overrides]
+    overrides = [*start_overrides(base), *DELIVERY[args.deliver], *scoring, *row_overrides(args, row)]
     runs = {}
     for seed in args.seeds:
         run = run_folder(args.runs, row.key, seed, overrides)
         seeded = [*overrides, f"train.seed={seed}"]
-        if args.retrain or not finished(run, ADAPT_CONFIG, folders, seeded):
-            train_run(ADAPT_CONFIG, seeded, run, folders, args.runs / ".cache", threads=args.threads)
+        if args.retrain or not finished(run, row.config, folders, seeded):
+            train_run(row.config, seeded, run, folders, args.runs / ".cache", threads=args.threads)
         runs[seed] = run
     return runs
 
@@ -271,9 +321,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def run_benchmark(args: argparse.Namespace, command: str) -> None:
-    for key in args.rows:  # a bad override, or a delivery the row cannot have, fails at once
-        start = SCRATCH_RECIPE if ROWS[key].base_recipe == SCRATCH else [f"model.init_from={args.base}"]
-        load_config(ADAPT_CONFIG, [*start, *DELIVERY[args.deliver], "data.val_blur=v", "data.val_sharp=v", *args.overrides])
+    for row in (ROWS[key] for key in args.rows):  # a bad override, or a delivery the row cannot have, fails at once
+        start = start_overrides("" if row.base_recipe == SCRATCH else args.base)
+        scoring = ["data.val_blur=v", "data.val_sharp=v"]
+        load_config(row.config, [*start, *DELIVERY[args.deliver], *scoring, *row_overrides(args, row)])
     out = args.out or Path("bench/out/adapt") / args.split
     results_rows = {}
     for key in args.rows:
@@ -325,6 +376,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> None:
         "split": args.split,
         "seeds": args.seeds,
         "overrides": args.overrides,
+        "unit_overrides": args.unit_overrides,
         "deliver": args.deliver,
         "rows": results_rows,
         "machine": machine(),
@@ -361,6 +413,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add_override_argument(parser, "overrides of configs/adapt.yaml, e.g. train.max_steps=200")
     add_override_argument(parser, "overrides of the rows' base recipes (configs/general.yaml)", "--base-set", "base_overrides")
+    add_override_argument(
+        parser, "overrides of configs/unit-cpu-fast.yaml for the UNIT rows, base and adapted", "--unit-set", "unit_overrides"
+    )
     parser.add_argument("--retrain", action="store_true", help="train the adapted runs again where finished ones exist")
     parser.add_argument("--retrain-base", action="store_true", help="train the rows' base recipes again (BASE_RECIPES)")
     parser.add_argument("--threads", type=int, default=2, help="compute threads of each training run")

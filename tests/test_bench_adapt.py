@@ -13,12 +13,8 @@ from cycledeblur.models import build_generator
 from .conftest import TINY_NETWORKS
 
 TINY_BASE = {"width": 4, "encoder_blocks": (0, 1), "middle_blocks": 1, "decoder_blocks": (1, 0)}
-TINY = [
-    *TINY_NETWORKS["adapt.yaml"],
-    "model.generator.width=4",
-    "model.generator.encoder_blocks=[0, 1]",
-    "model.generator.middle_blocks=1",
-    "model.generator.decoder_blocks=[1, 0]",
+# Two steps on 32 px crops, scored on the val pairs at every step.
+TINY_SCHEDULE = [
     "train.max_steps=2",
     "train.batch_size=1",
     "data.crop_size=32",
@@ -26,6 +22,15 @@ TINY = [
     "train.val_every=1",
     "train.log_every=1",
     "train.sample_size=32",
+    "train.report=false",
+]
+TINY = [
+    *TINY_NETWORKS["adapt.yaml"],
+    "model.generator.width=4",
+    "model.generator.encoder_blocks=[0, 1]",
+    "model.generator.middle_blocks=1",
+    "model.generator.decoder_blocks=[1, 0]",
+    *TINY_SCHEDULE,
 ]
 
 
@@ -151,3 +156,29 @@ def test_domain_splits_are_bands_of_each_image_that_share_no_pixel(tmp_path):
     assert (joined("test", [f"aero_0_0_{i}" for i in range(4)]) == expected[384:]).all()
     with Image.open(folder / "test" / "aero_0_0_0.png") as piece:
         assert piece.mode == "RGB" and piece.size == (adapt.DOMAIN_PIECE_WIDTH, 128)
+
+
+TINY_UNIT = [*TINY_NETWORKS["unit.yaml"], *TINY_SCHEDULE]
+
+
+@pytest.mark.slow
+def test_the_unit_row_adapts_a_unit_run_on_photos_to_scans(tmp_path, corpus, capsys):
+    """The base: UNIT trained by the benchmark on the corpus's photos, unpaired, Gaussian blur; the adapted runs start
+    from it on the scans' unpaired folders, with --unit-set (not --set) as their overrides."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    arguments = f"--corpus {corpus} --out {out} --runs {runs} --threads 1 --rows unit-medical --seeds 0".split()
+    # --set belongs to configs/adapt.yaml's rows: a key it lacks stops no UNIT row
+    assert adapt.main([*arguments, "--set", "no.such=1", "--unit-set", *TINY_UNIT]) == 0
+    printed = capsys.readouterr().out
+    row = json.loads((out / "results.json").read_text())["rows"]["unit-medical"]
+    base = load_config(f"{row['base']}/config.yaml")
+    assert base.train.mode == "unit" and base.model.init_from == "" and base.train.max_steps == 2
+    assert base.data.blur == str(runs / "data" / "corpus-gaussian" / "blur")
+    (run,) = row["runs"].values()
+    adapted = load_config(f"{run}/config.yaml")
+    assert adapted.train.mode == "unit" and adapted.model.init_from == row["base"] and adapted.train.keep_best_by == "worst"
+    assert adapted.data.sharp == str(runs / "data" / "medical-gaussian" / "sharp")
+    assert set(row["sets"]) == set(adapt.GAUSSIAN_SETS)
+    for scored in row["sets"].values():
+        assert scored["reference"] == "zero-shot" and set(scored["methods"]) == {"input", "zero-shot", "adapted"}
+        assert f"| UNIT, CT, MR and radiographs, Gaussian blur, from UNIT on photos: {scored['title']} |" in printed
