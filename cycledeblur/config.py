@@ -244,7 +244,9 @@ class LossConfig:
     cycle_trains_reblur: bool = True
     """False: the cycle losses train only the deblurring generator, and the reblurring one learns from its discriminator
     alone. A kernel reblur generator then becomes a learned model of the camera's blur, instead of being pulled
-    to the trivial delta kernel whenever the young deblurrer cannot yet invert its blur."""
+    to the trivial delta kernel whenever the young deblurrer cannot yet invert its blur. In `train.mode: unit` the
+    blurred photos made from sharp ones are detached on their way back, so that the cycle does not train the blurred
+    decoder."""
     identity_deblur: float = 0.5
     """Weight of deblur(sharp) == sharp, as a fraction of `cycle` (CycleGAN's identity loss)."""
     identity_reblur: float = 0.5
@@ -439,7 +441,6 @@ class Config:
         unsupported = {
             "model.reblur_generator": self.model.reblur_generator is not None,
             "data.paired_blur": bool(self.data.paired_blur),
-            "loss.cycle_trains_reblur=false": not self.loss.cycle_trains_reblur,
         }
         for key, given in unsupported.items():
             if given:

@@ -204,3 +204,51 @@ def test_a_residual_unit_starts_as_the_identity_and_learns_a_correction_with_the
     assert generator.residual_output
     deblurred = Deblurrer(resolve_generator(run)).deblur(image)
     assert 0 < np.abs(deblurred - image).mean() < 0.1  # a correction, learned from zero
+
+
+def test_source_skip_decoders_read_the_photo_they_decode_and_the_run_delivers_them(tiny_config, paired):
+    """`source_skip`: a decoder reads the photo its code came from at full resolution, so one code decodes
+    differently against another photo (where a plain decoder ignores the photo); a run delivers that generator."""
+    image, _ = read_image_array(paired / "blur" / "coffee.png", 3)
+    batch = torch.from_numpy(image[None, :, :64, :64]) * 2 - 1
+    mirrored = batch.flip(-1)
+    for source_skip in (False, True):
+        translator = UnitTranslator(channels=3, base_channels=4, n_blocks=1, norm="none", source_skip=source_skip)
+        code = translator(batch, "encode", "blurred")
+        against_photo, against_mirror = (translator(code, "decode", "sharp", source=photo) for photo in (batch, mirrored))
+        assert torch.equal(against_photo, against_mirror) is not source_skip
+        assert torch.equal(translator.blurred_to_sharp(batch), against_photo)
+
+    run = train(tiny_config("model.generator.source_skip=true", "train.max_steps=4", base="unit.yaml")).parent
+    generator = load_generator(run / "generator")
+    assert isinstance(generator, UnitGenerator) and generator.config_dict()["source_skip"] is True
+    deblurred = Deblurrer(resolve_generator(run)).deblur(image)
+    assert deblurred.shape == image.shape and np.isfinite(deblurred).all()
+
+
+@pytest.mark.parametrize("cycle_trains_reblur", [True, False])
+def test_without_cycle_trains_reblur_the_way_back_to_sharp_leaves_the_blurred_decoder_alone(paired, cycle_trains_reblur):
+    from cycledeblur.config import LossConfig, VaeLossConfig
+    from cycledeblur.models import PatchDiscriminator
+    from cycledeblur.training.unit import unit_terms
+
+    torch.manual_seed(0)
+    image, _ = read_image_array(paired / "blur" / "coffee.png", 3)
+    blurred = torch.from_numpy(image[None, :, :32, :32]) * 2 - 1
+    sharp = torch.from_numpy(image[None, :, -32:, -32:]) * 2 - 1
+    translator = UnitTranslator(channels=3, base_channels=4, n_blocks=1, norm="none", residual_output=True, source_skip=True)
+    discriminators = {name: PatchDiscriminator(base_channels=4, n_layers=2) for name in ("discriminator_sharp", "discriminator_blurred")}
+    loss_cfg = LossConfig(vae=VaeLossConfig(), cycle_blurred=0.0, cycle_trains_reblur=cycle_trains_reblur)
+    # Past the zero-initialised heads, so that the blurred translation depends on the blurred decoder's weights.
+    _, _, terms, _ = unit_terms(translator, discriminators, blurred, sharp, loss_cfg, 0)
+    terms["adv_reblur"].backward()
+    torch.optim.SGD(translator.parameters(), lr=0.1).step()
+    translator.zero_grad()
+
+    _, _, terms, _ = unit_terms(translator, discriminators, blurred, sharp, loss_cfg, 0)
+    terms["cycle"].backward()
+    grads = {
+        domain: [p.grad for p in translator.decoders[domain].parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+        for domain in ("sharp", "blurred")
+    }
+    assert grads["sharp"] and bool(grads["blurred"]) == cycle_trains_reblur

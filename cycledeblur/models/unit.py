@@ -71,14 +71,23 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Features -> image, the encoder's mirror: `n_blocks` blocks, `n_downsampling` doubling layers that halve the
     channels, a head and tanh. A family defines `block`, `up` and `head`. With `residual_output` the head's output
-    is a correction to the photo that was encoded: no tanh, and `zero_head` makes it start at zero."""
+    is a correction to the photo that was encoded: no tanh, and `zero_head` makes it start at zero. With
+    `source_skip` the decoder also reads that photo at full resolution (a conv stem added to its last features, then
+    one block): the detail a code at 1 / 2^n_downsampling cannot carry is there to keep, and a blur is there to see."""
 
-    def __init__(self, out_channels: int, base_channels: int, n_downsampling: int, n_blocks: int, norm: str, residual_output: bool) -> None:
+    def __init__(
+        self, out_channels: int, base_channels: int, n_downsampling: int, n_blocks: int, norm: str, residual_output: bool, source_skip: bool
+    ) -> None:
         super().__init__()
         widths = _widths(base_channels, n_downsampling)
         blocks = [self.block(widths[-1], norm) for _ in range(n_blocks)]
         up = [self.up(widths[level + 1], widths[level], norm) for level in reversed(range(n_downsampling))]
         self.layers = nn.Sequential(*blocks, *up, self.head(widths[0], out_channels), nn.Identity() if residual_output else nn.Tanh())
+        self.source_stem = self.source_mix = None
+        if source_skip:
+            stem = nn.Conv2d(out_channels, widths[0], 3, padding=1, padding_mode="reflect")
+            self.source_stem = nn.Sequential(stem, nn.ReLU(inplace=True))
+            self.source_mix = self.block(widths[0], norm)
 
     block: Callable[[int, str], nn.Module]
     up: Callable[[int, int, str], nn.Module]
@@ -87,8 +96,11 @@ class Decoder(nn.Module):
     def zero_head(self) -> None:
         zero_init(self.layers[-2])
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features)
+    def forward(self, features: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        if self.source_stem is None:
+            return self.layers(features)
+        features = self.source_mix(self.layers[:-2](features) + self.source_stem(source))
+        return self.layers[-1](self.layers[-2](features))
 
 
 def _corrected(source: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
@@ -168,8 +180,9 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
     """One direction of a UNIT translator: encoder, the shared blocks (the encoders' last, the decoders' first),
     decoder. Decodes the posterior mean: a plain image -> image network, deterministic. H and W must be multiples of
     `size_multiple`. With `residual_output` the decoder's output, starting at zero, corrects the input photo, as in
-    the other generator families; UNIT's own decoders (False) draw the whole photo. Trained by `train.mode: unit`,
-    which delivers its blurred -> sharp direction."""
+    the other generator families; UNIT's own decoders (False) draw the whole photo. With `source_skip` the decoder
+    also reads the input photo at full resolution. Trained by `train.mode: unit`, which delivers its blurred -> sharp
+    direction."""
 
     def __init__(
         self,
@@ -183,6 +196,7 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
         shared_blocks: int = 1,
         norm: str = "instance",
         residual_output: bool = False,
+        source_skip: bool = False,
     ) -> None:
         super().__init__()
         _check_layout(encoder, decoder, norm, n_downsampling, n_blocks, shared_blocks)
@@ -194,7 +208,7 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
         self.encoder = encoder_family(in_channels, base_channels, n_downsampling, n_blocks, norm)
         self.shared_encoder = _shared_stack(encoder_family, width, norm, shared_blocks)
         self.shared_decoder = _shared_stack(decoder_family, width, norm, shared_blocks)
-        self.decoder = decoder_family(out_channels, base_channels, n_downsampling, n_blocks, norm, residual_output)
+        self.decoder = decoder_family(out_channels, base_channels, n_downsampling, n_blocks, norm, residual_output, source_skip)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -212,11 +226,12 @@ class UnitGenerator(HubModel, pipeline_tag="image-to-image"):
             raise ValueError(f"input height and width must be multiples of {self.size_multiple}; got {tuple(images.shape[-2:])}")
         return self.shared_encoder(self.encoder(images))
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.shared_decoder(latent))
+    def decode(self, latent: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """`source`, the photo `latent` was encoded from, only with `source_skip`."""
+        return self.decoder(self.shared_decoder(latent), source)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        decoded = self.decode(self.encode(images))
+        decoded = self.decode(self.encode(images), images)
         return _corrected(images, decoded) if self.residual_output else decoded
 
 
@@ -228,8 +243,8 @@ class UnitTranslator(HubModel):
 
     Called as `translator(images, "encode", domain)` -> posterior mean, `translator(latent, "decode", domain, code,
     source)` -> image (`code` only for the blurred domain with a blur code; `source`, the photo the latent was
-    encoded from, only with `residual_output`), `translator(images, "blur_code")` -> (mean, log-variance): every
-    training pass goes through `forward`, as data-parallel training needs."""
+    encoded from, only with `residual_output` or `source_skip`), `translator(images, "blur_code")` -> (mean,
+    log-variance): every training pass goes through `forward`, as data-parallel training needs."""
 
     architecture: ClassVar[str] = "unit_translator"
 
@@ -245,13 +260,15 @@ class UnitTranslator(HubModel):
         norm: str = "instance",
         blur_code_size: int = 0,
         residual_output: bool = False,
+        source_skip: bool = False,
     ) -> None:
         super().__init__()
         if blur_code_size < 0:
             raise ConfigError(f"model.blur_code_size must be >= 0, got {blur_code_size}")
         direction = {"in_channels": channels, "out_channels": channels, "encoder": encoder, "decoder": decoder}
         layout = {"base_channels": base_channels, "n_downsampling": n_downsampling, "n_blocks": n_blocks}
-        view = UnitGenerator(**direction, **layout, shared_blocks=shared_blocks, norm=norm, residual_output=residual_output)
+        output = {"residual_output": residual_output, "source_skip": source_skip}
+        view = UnitGenerator(**direction, **layout, shared_blocks=shared_blocks, norm=norm, **output)
         self.n_downsampling, self.blur_code_size, self.residual_output = n_downsampling, blur_code_size, residual_output
         width = _widths(base_channels, n_downsampling)[-1]
         encoder_family, decoder_family = ENCODERS.get(encoder), DECODERS.get(decoder)
@@ -259,7 +276,7 @@ class UnitTranslator(HubModel):
         self.shared_encoder = _shared_stack(encoder_family, width, norm, shared_blocks)
         self.shared_decoder = _shared_stack(decoder_family, width, norm, shared_blocks)
         self.decoders = nn.ModuleDict(
-            {d: decoder_family(channels, base_channels, n_downsampling, n_blocks, norm, residual_output) for d in DOMAINS}
+            {d: decoder_family(channels, base_channels, n_downsampling, n_blocks, norm, residual_output, source_skip) for d in DOMAINS}
         )
         if blur_code_size:
             self.blur_encoder = BlurEncoder(channels, base_channels, blur_code_size)
@@ -293,7 +310,7 @@ class UnitTranslator(HubModel):
             if domain == "blurred" and self.blur_code_size:
                 spread = code.to(features.dtype)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
                 features = self.code_mixer(torch.cat([features, spread], dim=1))
-            decoded = self.decoders[domain](features)
+            decoded = self.decoders[domain](features, source)
             return _corrected(source, decoded) if self.residual_output else decoded
         if route == "blur_code":
             return self.blur_encoder(inputs)

@@ -176,9 +176,12 @@ def unit_terms(translator, unwrapped: dict, blurred, sharp, loss_cfg: LossConfig
         )
     weights |= {"adv_deblur": loss_cfg.adv_deblur, "adv_reblur": loss_cfg.adv_reblur}
 
-    # The cycle: each translation encoded in its new domain must decode back to the photo it came from.
-    code_back_to_blurred, code_back_to_sharp = translator(fake_sharp, "encode", "sharp"), translator(fake_blurred, "encode", "blurred")
-    sharp_again = translator(sampled(code_back_to_sharp), "decode", "sharp", source=fake_blurred)
+    # The cycle: each translation encoded in its new domain must decode back to the photo it came from. Without
+    # cycle_trains_reblur the way back from a blurred sharp photo trains the deblurring path alone: the blurred
+    # decoder learns to blur from its discriminator, where the cycle would pin it to the identity.
+    reblurred = fake_blurred if loss_cfg.cycle_trains_reblur else fake_blurred.detach()
+    code_back_to_blurred, code_back_to_sharp = translator(fake_sharp, "encode", "sharp"), translator(reblurred, "encode", "blurred")
+    sharp_again = translator(sampled(code_back_to_sharp), "decode", "sharp", source=reblurred)
     blurred_again = translator(sampled(code_back_to_blurred), "decode", "blurred", own_code, fake_sharp)
     terms["cycle"] = F.l1_loss(sharp_again, sharp) + loss_cfg.cycle_blurred * F.l1_loss(blurred_again, blurred)
     terms["cycle_kl"] = latent_kl(code_back_to_blurred) + latent_kl(code_back_to_sharp)
