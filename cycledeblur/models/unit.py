@@ -99,8 +99,8 @@ class Decoder(nn.Module):
     def forward(self, features: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         if self.source_stem is None:
             return self.layers(features)
-        features = self.source_mix(self.layers[:-2](features) + self.source_stem(source))
-        return self.layers[-1](self.layers[-2](features))
+        body, head_and_activation = self.layers[:-2], self.layers[-2:]
+        return head_and_activation(self.source_mix(body(features) + self.source_stem(source)))
 
 
 def _corrected(source: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
